@@ -1,0 +1,247 @@
+//! The mixture evaluation kernel: log-density, score and Laplacian of
+//! `Σ_k w_k N(α μ_k, α² S_k + σ² I)` for a batch, in fixed-size row blocks.
+//!
+//! With `S_k = U_k diag(λ_k) U_kᵀ` the covariance at `(α, σ)` is `U_k diag(c_k) U_kᵀ`,
+//! `c_k = α² λ_k + σ²`. For a row `x`, `y_k = U_kᵀ (x − α μ_k)` and
+//!
+//! ```text
+//! log N_k = −½ Σ y²/c − ½ Σ log c − (D/2) log 2π
+//! s_k     = −U_k (y_k / c_k)                               (component score)
+//! ∇ log p = Σ_k r_k s_k,         r = softmax_k(log w_k + log N_k)
+//! Δ log p = Σ_k r_k (|s_k|² − Σ 1/c_k) − |∇ log p|²         (trace of the Hessian)
+//! ```
+//!
+//! Work per block: one `B×D · D×D` product per component and direction (none for
+//! diagonal covariances), a max-shifted log-sum-exp over components. Buffers live in a
+//! [`Workspace`] that is reused between calls, so a call allocates nothing.
+
+use crate::float::Real;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
+
+/// Rows per block: small enough that the block's buffers stay in L1/L2.
+pub(crate) const BLOCK: usize = 128;
+
+/// The parts of a mixture the kernel reads.
+pub(crate) struct Parts<'a, F> {
+    pub log_weights: &'a Array1<F>,
+    pub means: &'a Array2<F>,
+    pub eigvals: &'a Array2<F>,
+    pub eigvecs: &'a Array3<F>,
+    pub axis_aligned: &'a [bool],
+}
+
+/// Reusable buffers for one evaluation.
+#[derive(Debug, Clone)]
+pub(crate) struct Workspace<F> {
+    shift: Array2<F>,
+    inv_c: Array2<F>,
+    log_norm: Array1<F>,
+    trace_prec: Array1<F>,
+    r: Array2<F>,
+    y: Array2<F>,
+    v: Array3<F>,
+    logits: Array2<F>,
+    sq: Array2<F>,
+}
+
+impl<F: Real> Workspace<F> {
+    pub(crate) fn new(k: usize, d: usize) -> Self {
+        Self {
+            shift: Array2::zeros((k, d)),
+            inv_c: Array2::zeros((k, d)),
+            log_norm: Array1::zeros(k),
+            trace_prec: Array1::zeros(k),
+            r: Array2::zeros((BLOCK, d)),
+            y: Array2::zeros((BLOCK, d)),
+            v: Array3::zeros((k, BLOCK, d)),
+            logits: Array2::zeros((BLOCK, k)),
+            sq: Array2::zeros((BLOCK, k)),
+        }
+    }
+    pub(crate) fn fits(&self, k: usize, d: usize) -> bool {
+        self.shift.dim() == (k, d)
+    }
+}
+
+/// What to compute; `None` outputs are skipped.
+pub(crate) struct Outputs<'a, F> {
+    pub log_prob: Option<ArrayViewMut1<'a, F>>,
+    pub score: Option<ArrayViewMut2<'a, F>>,
+    pub laplacian: Option<ArrayViewMut1<'a, F>>,
+}
+
+/// Evaluate the mixture at `(α, σ)` on the rows of `x`. Shapes are checked by callers.
+pub(crate) fn evaluate<F: Real>(
+    parts: &Parts<'_, F>,
+    alpha: F,
+    sigma: F,
+    x: ArrayView2<F>,
+    ws: &mut Workspace<F>,
+    mut out: Outputs<'_, F>,
+) {
+    let (k_n, d) = parts.means.dim();
+    let half = F::lit(0.5);
+    let log2pi = F::lit((2.0 * std::f64::consts::PI).ln());
+    let s2 = sigma * sigma;
+    let a2 = alpha * alpha;
+    for k in 0..k_n {
+        let mut log_det = F::zero();
+        let mut tr = F::zero();
+        for j in 0..d {
+            let c = a2 * parts.eigvals[[k, j]] + s2;
+            ws.inv_c[[k, j]] = F::one() / c;
+            ws.shift[[k, j]] = alpha * parts.means[[k, j]];
+            log_det = log_det + c.ln();
+            tr = tr + F::one() / c;
+        }
+        ws.log_norm[k] =
+            parts.log_weights[k] - half * log_det - half * F::from_usize_lossy(d) * log2pi;
+        ws.trace_prec[k] = tr;
+    }
+    let need_vec = out.score.is_some() || out.laplacian.is_some();
+    let n = x.nrows();
+    let mut start = 0;
+    while start < n {
+        let end = (start + BLOCK).min(n);
+        let b = end - start;
+        let xb = x.slice(s![start..end, ..]);
+        for k in 0..k_n {
+            let shift = ws.shift.row(k);
+            let inv_c = ws.inv_c.row(k);
+            {
+                let mut r = ws.r.slice_mut(s![..b, ..]);
+                r.assign(&xb);
+                r -= &shift;
+            }
+            // y = U_kᵀ (x − αμ_k), rows: Y = R U_k.
+            let y_is_r = parts.axis_aligned[k];
+            if !y_is_r {
+                let u = parts.eigvecs.index_axis(Axis(0), k);
+                general_mat_mul(
+                    F::one(),
+                    &ws.r.slice(s![..b, ..]),
+                    &u,
+                    F::zero(),
+                    &mut ws.y.slice_mut(s![..b, ..]),
+                );
+            }
+            let y = if y_is_r {
+                ws.r.slice(s![..b, ..])
+            } else {
+                ws.y.slice(s![..b, ..])
+            };
+            let mut vk = ws.v.index_axis_mut(Axis(0), k);
+            for i in 0..b {
+                let yi = y.row(i);
+                let mut q = F::zero();
+                let mut p2 = F::zero();
+                if need_vec {
+                    let mut vi = vk.row_mut(i);
+                    for j in 0..d {
+                        let w = yi[j] * inv_c[j];
+                        q = q + yi[j] * w;
+                        p2 = p2 + w * w;
+                        vi[j] = w;
+                    }
+                } else {
+                    for j in 0..d {
+                        q = q + yi[j] * yi[j] * inv_c[j];
+                    }
+                }
+                ws.logits[[i, k]] = ws.log_norm[k] - half * q;
+                ws.sq[[i, k]] = p2;
+            }
+            // Back to data coordinates: P_k (x − αμ_k) = U_k (y/c), rows: V U_kᵀ.
+            if need_vec && !y_is_r {
+                let u = parts.eigvecs.index_axis(Axis(0), k);
+                let mut tmp = ws.r.slice_mut(s![..b, ..]);
+                general_mat_mul(
+                    F::one(),
+                    &vk.slice(s![..b, ..]),
+                    &u.t(),
+                    F::zero(),
+                    &mut tmp,
+                );
+                vk.slice_mut(s![..b, ..]).assign(&tmp);
+            }
+        }
+        // Softmax over components, per row (max-shifted).
+        for i in 0..b {
+            let row = ws.logits.row(i);
+            let m = row.iter().fold(F::neg_infinity(), |a, &v| a.max(v));
+            let mut sum = F::zero();
+            for k in 0..k_n {
+                let e = (ws.logits[[i, k]] - m).exp();
+                ws.logits[[i, k]] = e;
+                sum = sum + e;
+            }
+            let inv = F::one() / sum;
+            if let Some(lp) = out.log_prob.as_mut() {
+                lp[start + i] = m + sum.ln();
+            }
+            for k in 0..k_n {
+                ws.logits[[i, k]] = ws.logits[[i, k]] * inv;
+            }
+        }
+        if need_vec {
+            for i in 0..b {
+                let mut norm2 = F::zero();
+                let mut lap = F::zero();
+                for j in 0..d {
+                    let mut acc = F::zero();
+                    for k in 0..k_n {
+                        acc = acc + ws.logits[[i, k]] * ws.v[[k, i, j]];
+                    }
+                    let sj = -acc;
+                    norm2 = norm2 + sj * sj;
+                    if let Some(sc) = out.score.as_mut() {
+                        sc[[start + i, j]] = sj;
+                    }
+                }
+                if let Some(l) = out.laplacian.as_mut() {
+                    for k in 0..k_n {
+                        lap = lap + ws.logits[[i, k]] * (ws.sq[[i, k]] - ws.trace_prec[k]);
+                    }
+                    l[start + i] = lap - norm2;
+                }
+            }
+        }
+        start = end;
+    }
+}
+
+/// Responsibilities `r_{ik} = p(component k | x_i)` at `(α, σ)` into `out` (N×K).
+pub(crate) fn responsibilities<F: Real>(
+    parts: &Parts<'_, F>,
+    alpha: F,
+    sigma: F,
+    x: ArrayView2<F>,
+    ws: &mut Workspace<F>,
+    mut out: ArrayViewMut2<F>,
+) {
+    let k_n = parts.means.nrows();
+    let n = x.nrows();
+    let mut start = 0;
+    while start < n {
+        let end = (start + BLOCK).min(n);
+        evaluate(
+            parts,
+            alpha,
+            sigma,
+            x.slice(s![start..end, ..]),
+            ws,
+            Outputs {
+                log_prob: None,
+                score: None,
+                laplacian: None,
+            },
+        );
+        for i in 0..end - start {
+            for k in 0..k_n {
+                out[[start + i, k]] = ws.logits[[i, k]];
+            }
+        }
+        start = end;
+    }
+}

@@ -1,0 +1,589 @@
+//! Gaussian mixtures: the project's exact oracle.
+//!
+//! For `p_0 = Σ_k w_k N(μ_k, S_k)` and a linear SDE with schedule `α(t)`, `σ(t)`, every
+//! marginal is again a mixture (the convolution of Gaussians is Gaussian):
+//!
+//! ```text
+//! p_t = Σ_k w_k N(α μ_k, α² S_k + σ² I)
+//! ```
+//!
+//! so its log-density, score, Hessian trace, posterior mean `E[x_0 | x_t]` and
+//! conditionals are closed-form. [`GaussianMixture`] computes them stably (log-sum-exp
+//! over components, eigen-whitening, no explicit inverse of a covariance);
+//! [`AnalyticScore`] is the [`ScoreModel`](crate::ScoreModel) of the diffused mixture
+//! under a schedule, with the exact divergence.
+
+mod analytic;
+pub(crate) mod kernel;
+mod spec;
+
+pub use analytic::AnalyticScore;
+pub use spec::{MixtureSpec, problems};
+
+use crate::check;
+use crate::error::{Error, Result};
+use crate::float::Real;
+use crate::linalg;
+use crate::schedule::Schedule;
+use kernel::{Outputs, Parts, Workspace};
+use ndarray::{
+    Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut1, ArrayViewMut2, Axis,
+};
+use rand::RngCore;
+
+/// Tolerance on `|Σ w − 1|` at construction (weights are then renormalised exactly).
+pub const WEIGHT_SUM_TOL: f64 = 1e-6;
+
+/// A Gaussian mixture `Σ_k w_k N(μ_k, S_k)` in `D` dimensions, validated on construction.
+///
+/// Construction checks shapes, finiteness, positive weights summing to one (within
+/// [`WEIGHT_SUM_TOL`]), symmetric covariances and positive definiteness by Cholesky,
+/// and stores each covariance's eigendecomposition so that any diffused version
+/// `α² S + σ² I` is available without refactoring.
+///
+/// ```
+/// use score_sde::gmm::GaussianMixture;
+/// use ndarray::{array, Array3};
+/// let w = array![0.5_f64, 0.5];
+/// let mu = array![[-2.0], [2.0]];
+/// let cov = Array3::from_shape_vec((2, 1, 1), vec![0.25, 0.25]).unwrap();
+/// let gm = GaussianMixture::new(w, mu, cov).unwrap();
+/// // By symmetry the score vanishes at 0, and log p(0) = log N(2; 0, 0.25).
+/// let x = array![[0.0]];
+/// assert!(gm.score(x.view()).unwrap()[[0, 0]].abs() < 1e-15);
+/// let expect = -0.5 * (2.0 * std::f64::consts::PI * 0.25_f64).ln() - 0.5 * 4.0 / 0.25;
+/// assert!((gm.log_prob(x.view()).unwrap()[0] - expect).abs() < 1e-12);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaussianMixture<F> {
+    weights: Array1<F>,
+    log_weights: Array1<F>,
+    means: Array2<F>,
+    covs: Array3<F>,
+    eigvals: Array2<F>,
+    eigvecs: Array3<F>,
+    axis_aligned: Vec<bool>,
+}
+
+impl<F: Real> GaussianMixture<F> {
+    /// Build and validate a mixture from weights `(K)`, means `(K, D)` and covariances `(K, D, D)`.
+    pub fn new(weights: Array1<F>, means: Array2<F>, covs: Array3<F>) -> Result<Self> {
+        let k = weights.len();
+        if k == 0 {
+            return Err(Error::Empty {
+                what: "mixture weights",
+            });
+        }
+        let d = means.ncols();
+        if d == 0 {
+            return Err(Error::Empty {
+                what: "mixture dimension",
+            });
+        }
+        check::same_shape("means", &[k, d], means.shape())?;
+        check::same_shape("covariances", &[k, d, d], covs.shape())?;
+        check::finite("means", &means)?;
+        check::finite("covariances", &covs)?;
+        let mut sum = 0.0;
+        for (i, &w) in weights.iter().enumerate() {
+            if !(w.is_finite() && w > F::zero()) {
+                return Err(Error::InvalidWeights {
+                    reason: format!("weight {i} is {w}, must be finite and > 0"),
+                });
+            }
+            sum += w.as_f64();
+        }
+        if (sum - 1.0).abs() > WEIGHT_SUM_TOL {
+            return Err(Error::InvalidWeights {
+                reason: format!("weights sum to {sum}, not 1 (tolerance {WEIGHT_SUM_TOL})"),
+            });
+        }
+        let weights = weights.mapv(|w| F::lit(w.as_f64() / sum));
+        let log_weights = weights.mapv(|w| w.ln());
+        let mut eigvals = Array2::<F>::zeros((k, d));
+        let mut eigvecs = Array3::<F>::zeros((k, d, d));
+        let mut axis_aligned = vec![false; k];
+        let mut covs_sym = covs.clone();
+        for c in 0..k {
+            let s = covs.index_axis(Axis(0), c).mapv(|v| v.as_f64());
+            let scale = s
+                .iter()
+                .fold(0.0_f64, |a, v| a.max(v.abs()))
+                .max(f64::MIN_POSITIVE);
+            // Symmetry to a few hundred ulps of the input type, relative to the largest entry.
+            let sym_tol = 256.0 * F::EPS.as_f64() * scale;
+            let mut diag = true;
+            for i in 0..d {
+                for j in 0..i {
+                    let (a, b) = (s[[i, j]], s[[j, i]]);
+                    if (a - b).abs() > sym_tol {
+                        return Err(Error::NotPositiveDefinite {
+                            component: c,
+                            reason: format!("not symmetric: S[{i},{j}] = {a} but S[{j},{i}] = {b}"),
+                        });
+                    }
+                    if a != 0.0 || b != 0.0 {
+                        diag = false;
+                    }
+                }
+            }
+            let s = (&s + &s.t()) * 0.5;
+            if let Err((j, pivot)) = linalg::cholesky(s.view()) {
+                return Err(Error::NotPositiveDefinite {
+                    component: c,
+                    reason: format!("Cholesky pivot {j} is {pivot}"),
+                });
+            }
+            let (lam, u) = if diag {
+                (s.diag().to_owned(), Array2::eye(d))
+            } else {
+                linalg::symmetric_eigen(s.view())
+            };
+            if let Some((j, &l)) = lam.iter().enumerate().find(|(_, l)| !(**l > 0.0)) {
+                return Err(Error::NotPositiveDefinite {
+                    component: c,
+                    reason: format!("eigenvalue {j} is {l}"),
+                });
+            }
+            axis_aligned[c] = diag;
+            eigvals.row_mut(c).assign(&lam.mapv(F::lit));
+            eigvecs.index_axis_mut(Axis(0), c).assign(&u.mapv(F::lit));
+            covs_sym.index_axis_mut(Axis(0), c).assign(&s.mapv(F::lit));
+        }
+        Ok(Self {
+            weights,
+            log_weights,
+            means,
+            covs: covs_sym,
+            eigvals,
+            eigvecs,
+            axis_aligned,
+        })
+    }
+
+    /// One Gaussian `N(μ, S)` as a one-component mixture.
+    pub fn gaussian(mean: Array1<F>, cov: Array2<F>) -> Result<Self> {
+        let d = mean.len();
+        let means = mean.insert_axis(Axis(0));
+        let covs = cov
+            .into_shape_with_order((1, d, d))
+            .map_err(|e| Error::shape("covariance", (d, d), e.to_string()))?;
+        Self::new(Array1::ones(1), means, covs)
+    }
+
+    /// Number of components `K`.
+    pub fn n_components(&self) -> usize {
+        self.weights.len()
+    }
+    /// Dimension `D`.
+    pub fn dim(&self) -> usize {
+        self.means.ncols()
+    }
+    /// Weights `w_k` (normalised).
+    pub fn weights(&self) -> ArrayView1<'_, F> {
+        self.weights.view()
+    }
+    /// Means, one row per component.
+    pub fn means(&self) -> ArrayView2<'_, F> {
+        self.means.view()
+    }
+    /// Covariances `(K, D, D)`.
+    pub fn covs(&self) -> ArrayView3<'_, F> {
+        self.covs.view()
+    }
+
+    /// Mean of the mixture, `Σ w_k μ_k`.
+    pub fn mean(&self) -> Array1<F> {
+        self.weights.dot(&self.means)
+    }
+    /// Covariance of the mixture, `Σ w_k (S_k + μ_k μ_kᵀ) − m mᵀ`.
+    pub fn covariance(&self) -> Array2<F> {
+        let d = self.dim();
+        let m = self.mean();
+        let mut c = Array2::<F>::zeros((d, d));
+        for k in 0..self.n_components() {
+            let w = self.weights[k];
+            let mu = self.means.row(k);
+            let dm = &mu - &m;
+            c.scaled_add(w, &self.covs.index_axis(Axis(0), k));
+            for i in 0..d {
+                for j in 0..d {
+                    c[[i, j]] = c[[i, j]] + w * dm[i] * dm[j];
+                }
+            }
+        }
+        c
+    }
+
+    pub(crate) fn parts(&self) -> Parts<'_, F> {
+        Parts {
+            log_weights: &self.log_weights,
+            means: &self.means,
+            eigvals: &self.eigvals,
+            eigvecs: &self.eigvecs,
+            axis_aligned: &self.axis_aligned,
+        }
+    }
+
+    pub(crate) fn workspace(&self) -> Workspace<F> {
+        Workspace::new(self.n_components(), self.dim())
+    }
+
+    fn check_x(&self, x: &ArrayView2<F>) -> Result<()> {
+        if x.ncols() != self.dim() {
+            return Err(Error::shape(
+                "x (columns = mixture dimension)",
+                self.dim(),
+                x.ncols(),
+            ));
+        }
+        check::finite("x", x)
+    }
+
+    /// Log-density, score and Laplacian of the diffused mixture `p_{α,σ}` written into the
+    /// given outputs (each optional). `x` is checked against the dimension and for finiteness.
+    pub fn evaluate_at(
+        &self,
+        alpha: F,
+        sigma: F,
+        x: ArrayView2<F>,
+        log_prob: Option<ArrayViewMut1<F>>,
+        score: Option<ArrayViewMut2<F>>,
+        laplacian: Option<ArrayViewMut1<F>>,
+    ) -> Result<()> {
+        self.check_x(&x)?;
+        check_alpha_sigma(alpha, sigma)?;
+        let n = x.nrows();
+        if let Some(l) = &log_prob {
+            check::same_shape("log_prob output", &[n], l.shape())?;
+        }
+        if let Some(s) = &score {
+            check::same_shape("score output", x.shape(), s.shape())?;
+        }
+        if let Some(l) = &laplacian {
+            check::same_shape("laplacian output", &[n], l.shape())?;
+        }
+        let mut ws = self.workspace();
+        kernel::evaluate(
+            &self.parts(),
+            alpha,
+            sigma,
+            x,
+            &mut ws,
+            Outputs {
+                log_prob,
+                score,
+                laplacian,
+            },
+        );
+        Ok(())
+    }
+
+    /// `log p(x)` for every row.
+    pub fn log_prob(&self, x: ArrayView2<F>) -> Result<Array1<F>> {
+        let mut out = Array1::zeros(x.nrows());
+        self.evaluate_at(F::one(), F::zero(), x, Some(out.view_mut()), None, None)?;
+        Ok(out)
+    }
+    /// The score `∇ₓ log p(x)` for every row.
+    pub fn score(&self, x: ArrayView2<F>) -> Result<Array2<F>> {
+        let mut out = Array2::zeros(x.raw_dim());
+        self.evaluate_at(F::one(), F::zero(), x, None, Some(out.view_mut()), None)?;
+        Ok(out)
+    }
+    /// The trace of the Hessian of `log p` (the divergence of the score) for every row.
+    pub fn hessian_trace(&self, x: ArrayView2<F>) -> Result<Array1<F>> {
+        let mut out = Array1::zeros(x.nrows());
+        self.evaluate_at(F::one(), F::zero(), x, None, None, Some(out.view_mut()))?;
+        Ok(out)
+    }
+    /// Posterior component probabilities `p(k | x)` at `(α, σ)`, one row per sample (`N×K`).
+    pub fn responsibilities_at(&self, alpha: F, sigma: F, x: ArrayView2<F>) -> Result<Array2<F>> {
+        self.check_x(&x)?;
+        check_alpha_sigma(alpha, sigma)?;
+        let mut out = Array2::zeros((x.nrows(), self.n_components()));
+        let mut ws = self.workspace();
+        kernel::responsibilities(&self.parts(), alpha, sigma, x, &mut ws, out.view_mut());
+        Ok(out)
+    }
+    /// Posterior component probabilities `p(k | x)` under this mixture.
+    pub fn responsibilities(&self, x: ArrayView2<F>) -> Result<Array2<F>> {
+        self.responsibilities_at(F::one(), F::zero(), x)
+    }
+    /// The most likely component of each row (argmax of the responsibilities).
+    pub fn most_likely_component(&self, x: ArrayView2<F>) -> Result<Vec<usize>> {
+        let r = self.responsibilities(x)?;
+        Ok(r.rows()
+            .into_iter()
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .fold(
+                        (0, F::neg_infinity()),
+                        |b, (k, &v)| if v > b.1 { (k, v) } else { b },
+                    )
+                    .0
+            })
+            .collect())
+    }
+
+    /// Draw `n` samples: a component by its weight (one uniform), then
+    /// `μ_k + U_k diag(√λ_k) z` (D standard normals), row by row.
+    pub fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
+        if n == 0 {
+            return Err(Error::Empty {
+                what: "sample count",
+            });
+        }
+        let (k_n, d) = (self.n_components(), self.dim());
+        let mut cum = Vec::with_capacity(k_n);
+        let mut acc = F::zero();
+        for &w in &self.weights {
+            acc = acc + w;
+            cum.push(acc);
+        }
+        let sqrt_l = self.eigvals.mapv(|l| l.sqrt());
+        let mut out = Array2::<F>::zeros((n, d));
+        let mut z = Array1::<F>::zeros(d);
+        for mut row in out.rows_mut() {
+            let u = F::uniform01(rng) * acc;
+            let k = cum.iter().position(|&c| u < c).unwrap_or(k_n - 1);
+            for j in 0..d {
+                z[j] = F::standard_normal(rng) * sqrt_l[[k, j]];
+            }
+            row.assign(&self.means.row(k));
+            if self.axis_aligned[k] {
+                row += &z;
+            } else {
+                row += &self.eigvecs.index_axis(Axis(0), k).dot(&z);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The mixture with means `α μ_k` and covariances `α² S_k + σ² I` (law of `α x_0 + σ z`).
+    pub fn diffuse_with(&self, alpha: F, sigma: F) -> Result<Self> {
+        check_alpha_sigma(alpha, sigma)?;
+        let (k, d) = (self.n_components(), self.dim());
+        let (a2, s2) = (alpha * alpha, sigma * sigma);
+        let eigvals = self.eigvals.mapv(|l| a2 * l + s2);
+        let mut covs = self.covs.mapv(|c| a2 * c);
+        for c in 0..k {
+            for j in 0..d {
+                covs[[c, j, j]] = covs[[c, j, j]] + s2;
+            }
+        }
+        Ok(Self {
+            weights: self.weights.clone(),
+            log_weights: self.log_weights.clone(),
+            means: self.means.mapv(|m| alpha * m),
+            covs,
+            eigvals,
+            eigvecs: self.eigvecs.clone(),
+            axis_aligned: self.axis_aligned.clone(),
+        })
+    }
+
+    /// The exact marginal `p_t = Σ w_k N(α(t) μ_k, α(t)² S_k + σ(t)² I)` of the forward process.
+    ///
+    /// ```
+    /// use score_sde::gmm::problems;
+    /// use score_sde::schedule::{Schedule, VpLinear};
+    /// let ring = problems::ring2d::<f64>();
+    /// let vp = VpLinear::default();
+    /// let p1 = ring.diffuse(&vp, 1.0).unwrap();
+    /// let a = vp.alpha(1.0);
+    /// assert!((p1.means()[[0, 0]] - 4.0 * a).abs() < 1e-12);
+    /// ```
+    pub fn diffuse(&self, schedule: &dyn Schedule<F>, t: F) -> Result<Self> {
+        check::finite_scalar("t", t)?;
+        if t < F::zero() {
+            return Err(Error::TimeOutOfRange {
+                t: t.as_f64(),
+                min: 0.0,
+                max: schedule.t_range().1.as_f64(),
+            });
+        }
+        self.diffuse_with(schedule.alpha(t), schedule.sigma(t))
+    }
+
+    /// The posterior mean `E[x_0 | x_t]` for `x_t = α x_0 + σ z`, computed from the mixture:
+    /// `Σ_k r_k(x_t) (μ_k + α S_k (α² S_k + σ² I)⁻¹ (x_t − α μ_k))` with `r_k` the
+    /// responsibilities under the diffused mixture (Bishop 2006, eq. 2.116 per component).
+    /// Equals Tweedie's `(x_t + σ² ∇ log p_t)/α` — a property the tests check.
+    pub fn posterior_mean(&self, x_t: ArrayView2<F>, alpha: F, sigma: F) -> Result<Array2<F>> {
+        let resp = self.responsibilities_at(alpha, sigma, x_t)?;
+        let (k_n, d) = (self.n_components(), self.dim());
+        let (a2, s2) = (alpha * alpha, sigma * sigma);
+        let mut out = Array2::<F>::zeros(x_t.raw_dim());
+        let mut y = Array1::<F>::zeros(d);
+        for (i, xrow) in x_t.rows().into_iter().enumerate() {
+            let mut acc = Array1::<F>::zeros(d);
+            for k in 0..k_n {
+                let u = self.eigvecs.index_axis(Axis(0), k);
+                let r = &xrow - &(&self.means.row(k) * alpha);
+                // In the eigenbasis: gain = α λ / (α² λ + σ²).
+                let ry = if self.axis_aligned[k] {
+                    r
+                } else {
+                    u.t().dot(&r)
+                };
+                for j in 0..d {
+                    let l = self.eigvals[[k, j]];
+                    y[j] = ry[j] * alpha * l / (a2 * l + s2);
+                }
+                let corr = if self.axis_aligned[k] {
+                    y.clone()
+                } else {
+                    u.dot(&y)
+                };
+                acc.scaled_add(resp[[i, k]], &(&self.means.row(k) + &corr));
+            }
+            out.row_mut(i).assign(&acc);
+        }
+        Ok(out)
+    }
+
+    /// The marginal mixture of the coordinates `idx` (in that order).
+    pub fn marginal(&self, idx: &[usize]) -> Result<Self> {
+        self.check_indices(idx)?;
+        let (k_n, m) = (self.n_components(), idx.len());
+        let means = Array2::from_shape_fn((k_n, m), |(k, i)| self.means[[k, idx[i]]]);
+        let covs = Array3::from_shape_fn((k_n, m, m), |(k, i, j)| self.covs[[k, idx[i], idx[j]]]);
+        Self::new(self.weights.clone(), means, covs)
+    }
+
+    fn check_indices(&self, idx: &[usize]) -> Result<()> {
+        if idx.is_empty() {
+            return Err(Error::Empty {
+                what: "coordinate index list",
+            });
+        }
+        let d = self.dim();
+        let mut seen = vec![false; d];
+        for &i in idx {
+            if i >= d || seen[i] {
+                return Err(Error::param(
+                    "coordinate index",
+                    i as f64,
+                    "must be < D and not repeated",
+                ));
+            }
+            seen[i] = true;
+        }
+        Ok(())
+    }
+
+    /// The conditional mixture of the remaining coordinates (ascending order) given
+    /// `x[observed[j]] = values[j]`: per component the Gaussian conditional
+    /// `μ_f + S_fo S_oo⁻¹ (v − μ_o)`, `S_ff − S_fo S_oo⁻¹ S_of` (Bishop 2006, eq. 2.81–2.82),
+    /// and weights `∝ w_k N(v; μ_o, S_oo)` (via Cholesky solves, log-sum-exp normalised).
+    /// Returns the mixture and the free indices.
+    pub fn condition(
+        &self,
+        observed: &[usize],
+        values: ArrayView1<F>,
+    ) -> Result<(Self, Vec<usize>)> {
+        self.check_indices(observed)?;
+        check::same_shape("observed values", &[observed.len()], values.shape())?;
+        check::finite("observed values", &values)?;
+        let d = self.dim();
+        let free: Vec<usize> = (0..d).filter(|i| !observed.contains(i)).collect();
+        if free.is_empty() {
+            return Err(Error::Empty {
+                what: "free coordinates (every coordinate is observed)",
+            });
+        }
+        let (k_n, o, f) = (self.n_components(), observed.len(), free.len());
+        let v = values.mapv(|x| x.as_f64());
+        let mut means = Array2::<F>::zeros((k_n, f));
+        let mut covs = Array3::<F>::zeros((k_n, f, f));
+        let mut logw = vec![0.0_f64; k_n];
+        for k in 0..k_n {
+            let cov = self.covs.index_axis(Axis(0), k).mapv(|c| c.as_f64());
+            let mu = self.means.row(k).mapv(|c| c.as_f64());
+            let s_oo = Array2::from_shape_fn((o, o), |(i, j)| cov[[observed[i], observed[j]]]);
+            let l = linalg::cholesky(s_oo.view()).map_err(|(j, p)| Error::NotPositiveDefinite {
+                component: k,
+                reason: format!("observed block: Cholesky pivot {j} is {p}"),
+            })?;
+            let r = Array1::from_shape_fn(o, |i| v[i] - mu[observed[i]]);
+            let wht = linalg::solve_lower(l.view(), r.view());
+            let log_det: f64 = l.diag().iter().map(|x| x.ln()).sum();
+            logw[k] = self.log_weights[k].as_f64()
+                - 0.5 * wht.dot(&wht)
+                - log_det
+                - 0.5 * o as f64 * (2.0 * std::f64::consts::PI).ln();
+            let sol_r = linalg::solve_lower_t(l.view(), wht.view()); // S_oo⁻¹ r
+            for (a, &fa) in free.iter().enumerate() {
+                let mut m = mu[fa];
+                for (i, &oi) in observed.iter().enumerate() {
+                    m += cov[[fa, oi]] * sol_r[i];
+                }
+                means[[k, a]] = F::lit(m);
+            }
+            // X = S_oo⁻¹ S_of, column by column.
+            let mut x = Array2::<f64>::zeros((o, f));
+            for (b, &fb) in free.iter().enumerate() {
+                let col = Array1::from_shape_fn(o, |i| cov[[observed[i], fb]]);
+                x.column_mut(b)
+                    .assign(&linalg::cho_solve(l.view(), col.view()));
+            }
+            for a in 0..f {
+                for b in 0..=a {
+                    let mut c = cov[[free[a], free[b]]];
+                    for (i, &oi) in observed.iter().enumerate() {
+                        c -= cov[[free[a], oi]] * x[[i, b]];
+                    }
+                    covs[[k, a, b]] = F::lit(c);
+                    covs[[k, b, a]] = F::lit(c);
+                }
+            }
+        }
+        let m = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = logw.iter().map(|l| (l - m).exp()).sum();
+        let weights = Array1::from_iter(logw.iter().map(|l| F::lit((l - m).exp() / z)));
+        Ok((Self::new(weights, means, covs)?, free))
+    }
+
+    /// The serialisable description (weights, means, covariances as `f64`).
+    pub fn to_spec(&self) -> MixtureSpec {
+        MixtureSpec {
+            weights: self.weights.iter().map(|w| w.as_f64()).collect(),
+            means: self
+                .means
+                .rows()
+                .into_iter()
+                .map(|r| r.iter().map(|v| v.as_f64()).collect())
+                .collect(),
+            covs: self
+                .covs
+                .outer_iter()
+                .map(|c| {
+                    c.rows()
+                        .into_iter()
+                        .map(|r| r.iter().map(|v| v.as_f64()).collect())
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+fn check_alpha_sigma<F: Real>(alpha: F, sigma: F) -> Result<()> {
+    if !(alpha.is_finite() && alpha > F::zero()) {
+        return Err(Error::param(
+            "alpha",
+            alpha.as_f64(),
+            "must be finite and > 0",
+        ));
+    }
+    if !(sigma.is_finite() && sigma >= F::zero()) {
+        return Err(Error::param(
+            "sigma",
+            sigma.as_f64(),
+            "must be finite and >= 0",
+        ));
+    }
+    Ok(())
+}

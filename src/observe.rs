@@ -1,0 +1,139 @@
+//! Observers: hooks a sampler calls after every step.
+//!
+//! A sampler calls [`Observer::observe`] with the step index (1-based: the number of
+//! steps done), the time reached and a view of the state. Returning an error stops the
+//! run with that error. [`FiniteCheck`] — on by default in [`Sampler::run`](crate::Sampler::run)
+//! — stops with [`Error::Diverged`] naming the step and row where the state first turned
+//! non-finite.
+
+use crate::error::{Error, Result};
+use crate::float::Real;
+use ndarray::{Array2, ArrayView2, Axis};
+
+/// A hook called after every sampler step.
+pub trait Observer<F: Real> {
+    /// Called after step `step` (1-based) reached time `t` with state `x`.
+    fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()>;
+}
+
+impl<F: Real, O: Observer<F> + ?Sized> Observer<F> for &mut O {
+    fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
+        (**self).observe(step, t, x)
+    }
+}
+impl<F: Real, O: Observer<F> + ?Sized> Observer<F> for Box<O> {
+    fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
+        (**self).observe(step, t, x)
+    }
+}
+
+/// Does nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+impl<F: Real> Observer<F> for NoObserver {
+    fn observe(&mut self, _step: usize, _t: F, _x: ArrayView2<F>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Stops the run with [`Error::Diverged`] when the state has a NaN or infinity.
+///
+/// ```
+/// use score_sde::observe::{FiniteCheck, Observer};
+/// use score_sde::Error;
+/// use ndarray::array;
+/// let x = array![[0.0, 1.0], [f64::NAN, 0.0]];
+/// let err = FiniteCheck.observe(7, 0.5, x.view()).unwrap_err();
+/// assert!(matches!(err, Error::Diverged { step: 7, row: 1, .. }));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FiniteCheck;
+impl<F: Real> Observer<F> for FiniteCheck {
+    fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
+        // Fast path: one pass summing; a NaN/inf anywhere makes the sum non-finite
+        // (or a finite sum of huge values overflows, which we also treat as divergence).
+        let total = x.iter().fold(F::zero(), |a, &v| a + v * F::zero());
+        if total.is_finite() {
+            return Ok(());
+        }
+        let row = x
+            .axis_iter(Axis(0))
+            .position(|r| r.iter().any(|v| !v.is_finite()))
+            .unwrap_or(0);
+        Err(Error::Diverged {
+            step,
+            t: t.as_f64(),
+            row,
+        })
+    }
+}
+
+/// Runs two observers in turn (the first error wins).
+#[derive(Debug, Clone, Default)]
+pub struct Chain<A, B>(pub A, pub B);
+impl<F: Real, A: Observer<F>, B: Observer<F>> Observer<F> for Chain<A, B> {
+    fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
+        self.0.observe(step, t, x)?;
+        self.1.observe(step, t, x)
+    }
+}
+
+/// An observer from a closure `FnMut(step, t, x) -> Result<()>`.
+pub struct ObserverFn<C>(pub C);
+impl<C> std::fmt::Debug for ObserverFn<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ObserverFn")
+    }
+}
+impl<F: Real, C: FnMut(usize, F, ArrayView2<F>) -> Result<()>> Observer<F> for ObserverFn<C> {
+    fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
+        (self.0)(step, t, x)
+    }
+}
+
+/// Records the state (or the first `rows` rows of it) every `every` steps.
+///
+/// ```
+/// use score_sde::observe::{Observer, Trajectory};
+/// use ndarray::array;
+/// let mut tr = Trajectory::new(2, Some(1));
+/// for step in 1..=4 {
+///     tr.observe(step, step as f64, array![[step as f64], [0.0]].view()).unwrap();
+/// }
+/// assert_eq!(tr.frames().len(), 2);
+/// assert_eq!(tr.frames()[1].2, array![[4.0]]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Trajectory<F> {
+    every: usize,
+    rows: Option<usize>,
+    frames: Vec<(usize, F, Array2<F>)>,
+}
+impl<F: Real> Trajectory<F> {
+    /// Record every `every`-th step (at least 1), keeping the first `rows` rows (all if `None`).
+    pub fn new(every: usize, rows: Option<usize>) -> Self {
+        Self {
+            every: every.max(1),
+            rows,
+            frames: Vec::new(),
+        }
+    }
+    /// The recorded `(step, t, state)` frames.
+    pub fn frames(&self) -> &[(usize, F, Array2<F>)] {
+        &self.frames
+    }
+    /// Take the frames out.
+    pub fn into_frames(self) -> Vec<(usize, F, Array2<F>)> {
+        self.frames
+    }
+}
+impl<F: Real> Observer<F> for Trajectory<F> {
+    fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
+        if step % self.every == 0 {
+            let n = self.rows.map_or(x.nrows(), |r| r.min(x.nrows()));
+            self.frames
+                .push((step, t, x.slice(ndarray::s![..n, ..]).to_owned()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! Samplers: turn a score model and an initial batch into samples.
+//!
+//! [`Sampler`] is the one interface; the samplers implementing it (reverse-time SDE,
+//! ancestral, predictor–corrector, Langevin MCMC, probability-flow ODE solvers, DDIM,
+//! DPM-Solver++, EDM) live in submodules of this folder.
+
+use crate::check;
+use crate::error::{Error, Result};
+use crate::float::Real;
+use crate::observe::{Chain, FiniteCheck, Observer};
+use crate::score::ScoreModel;
+use ndarray::{Array2, ArrayView2};
+use rand::RngCore;
+use std::fmt::Debug;
+
+/// The outcome of a sampler run.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Run<F> {
+    /// The final samples, one per row.
+    pub samples: Array2<F>,
+    /// Number of score-model evaluations on the batch (NFE).
+    pub nfe: usize,
+    /// Number of steps taken.
+    pub steps: usize,
+    /// Metropolis acceptance rate, for samplers that have one.
+    pub acceptance_rate: Option<f64>,
+}
+
+impl<F> Run<F> {
+    /// A run's outcome without an acceptance rate.
+    pub fn new(samples: Array2<F>, nfe: usize, steps: usize) -> Self {
+        Self {
+            samples,
+            nfe,
+            steps,
+            acceptance_rate: None,
+        }
+    }
+    /// Attach an acceptance rate.
+    pub fn with_acceptance_rate(mut self, rate: f64) -> Self {
+        self.acceptance_rate = Some(rate);
+        self
+    }
+}
+
+/// A sampler: a score model, an initial batch and a random source in; samples and the
+/// number of score evaluations out. Object safe, so a sampler can be chosen at run time.
+///
+/// Implementors write [`Sampler::run_observed`] (calling the observer after every step)
+/// and [`Sampler::initial_state`]; users call [`Sampler::sample`], [`Sampler::run`] or
+/// [`Sampler::run_with`], which check the state for NaN/inf after every step.
+pub trait Sampler<F: Real>: Send + Sync + Debug {
+    /// Run from the initial batch `x` (rows are samples), calling `observer` after every step.
+    fn run_observed(
+        &self,
+        model: &dyn ScoreModel<F>,
+        x: Array2<F>,
+        rng: &mut dyn RngCore,
+        observer: &mut dyn Observer<F>,
+    ) -> Result<Run<F>>;
+
+    /// Draw an initial batch of `n` rows in `dim` dimensions (the SDE's prior for
+    /// diffusion samplers).
+    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>>;
+
+    /// Run from `x`, stopping with [`Error::Diverged`] if the state turns non-finite.
+    fn run(
+        &self,
+        model: &dyn ScoreModel<F>,
+        x: Array2<F>,
+        rng: &mut dyn RngCore,
+    ) -> Result<Run<F>> {
+        self.run_observed(model, x, rng, &mut FiniteCheck)
+    }
+
+    /// Run from `x` with an observer of the caller's, and the non-finite check before it.
+    fn run_with(
+        &self,
+        model: &dyn ScoreModel<F>,
+        x: Array2<F>,
+        rng: &mut dyn RngCore,
+        observer: &mut dyn Observer<F>,
+    ) -> Result<Run<F>> {
+        let mut chain = Chain(FiniteCheck, observer);
+        self.run_observed(model, x, rng, &mut chain)
+    }
+
+    /// Draw `n` samples: an initial batch from [`Sampler::initial_state`], then [`Sampler::run`].
+    fn sample(
+        &self,
+        model: &dyn ScoreModel<F>,
+        n: usize,
+        dim: usize,
+        rng: &mut dyn RngCore,
+    ) -> Result<Run<F>> {
+        let x = self.initial_state(n, dim, rng)?;
+        self.run(model, x, rng)
+    }
+}
+
+impl<F: Real, S: Sampler<F> + ?Sized> Sampler<F> for Box<S> {
+    fn run_observed(
+        &self,
+        model: &dyn ScoreModel<F>,
+        x: Array2<F>,
+        rng: &mut dyn RngCore,
+        observer: &mut dyn Observer<F>,
+    ) -> Result<Run<F>> {
+        (**self).run_observed(model, x, rng, observer)
+    }
+    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
+        (**self).initial_state(n, dim, rng)
+    }
+}
+
+/// Validate a sampler's inputs: a non-empty, finite batch whose width matches the model.
+pub fn check_initial<F: Real>(model: &dyn ScoreModel<F>, x: &ArrayView2<F>) -> Result<()> {
+    check::nonempty_batch("initial batch", x)?;
+    if let Some(d) = model.dim() {
+        if d != x.ncols() {
+            return Err(Error::shape(
+                "initial batch (columns = model dimension)",
+                d,
+                x.ncols(),
+            ));
+        }
+    }
+    check::finite("initial batch", x)
+}

@@ -1,0 +1,344 @@
+//! Forward SDEs `dx = f(x, t) dt + g(t) dw` and their priors.
+//!
+//! [`ForwardSde`] is the general interface (a user may implement a non-linear drift
+//! and still use reverse-SDE samplers). [`LinearSde`] builds the linear SDE
+//! `dx = f(t) x dt + g(t) dw` of any [`Schedule`] and adds what only linear SDEs
+//! have: the Gaussian marginal `x_t = α(t) x_0 + σ(t) z` ([`LinearSde::perturb`]),
+//! and the exact transition between two times ([`LinearSde::transition`]).
+//! [`MarginalSde`] exposes the schedule behind an SDE for samplers that need `α`, `σ`, `λ`.
+
+use crate::check;
+use crate::error::{Error, Result};
+use crate::float::Real;
+use crate::schedule::{Edm, Schedule, SubVp, Ve, VpLinear};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
+use rand::RngCore;
+use std::fmt::Debug;
+use std::marker::PhantomData;
+
+/// A forward (noising) SDE `dx = f(x, t) dt + g(t) dw` on `R^D`, `t ∈ [t_min, T]`.
+///
+/// Rows of every batch are samples. Object safe.
+pub trait ForwardSde<F: Real>: Send + Sync + Debug {
+    /// Write the drift `f(x, t)` of each row of `x` into `out` (same shape).
+    fn drift(&self, x: ArrayView2<F>, t: F, out: ArrayViewMut2<F>) -> Result<()>;
+    /// The diffusion coefficient `g(t)`.
+    fn diffusion(&self, t: F) -> F;
+    /// The time range `[t_min, T]`.
+    fn t_range(&self) -> (F, F);
+    /// Draw `n` samples of the prior `p_T` in `dim` dimensions.
+    fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>>;
+    /// Write the prior log-density `log p_T(x)` of each row into `out`.
+    fn prior_log_prob(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()>;
+    /// The forward step from `t − dt` to `t` as score_sde's `SDE.discretize`:
+    /// writes `f_i(x)` (the drift increment) into `f_out` and returns `G_i`, so that
+    /// `x_t ≈ x_{t−dt} + f_i + G_i z`. The reverse-diffusion predictor runs it backwards:
+    /// `x ← x − f_i + G_i² s + G_i z` (Song et al. 2021, eq. 46).
+    ///
+    /// The default is Euler–Maruyama: `f_i = f(x, t) dt`, `G_i = g(t) √dt`.
+    fn discretize(&self, x: ArrayView2<F>, t: F, dt: F, mut f_out: ArrayViewMut2<F>) -> Result<F> {
+        self.drift(x, t, f_out.view_mut())?;
+        f_out.mapv_inplace(|v| v * dt);
+        Ok(self.diffusion(t) * dt.sqrt())
+    }
+}
+
+/// An SDE whose transition is Gaussian with a known schedule `α(t)`, `σ(t)`.
+///
+/// Samplers that work in `α`, `σ` or log-SNR (ancestral, DDIM, DPM-Solver, EDM,
+/// Tweedie denoising) take a `MarginalSde`.
+pub trait MarginalSde<F: Real>: ForwardSde<F> {
+    /// The schedule `α(t)`, `σ(t)` of the marginals.
+    fn schedule(&self) -> &dyn Schedule<F>;
+    /// Standard deviation of the prior `N(0, s² I)`.
+    fn prior_std(&self) -> F;
+}
+
+macro_rules! forward_sde_ptr {
+    ($($ty:ty),*) => {$(
+        impl<F: Real, S: ForwardSde<F> + ?Sized> ForwardSde<F> for $ty {
+            fn drift(&self, x: ArrayView2<F>, t: F, out: ArrayViewMut2<F>) -> Result<()> { (**self).drift(x, t, out) }
+            fn diffusion(&self, t: F) -> F { (**self).diffusion(t) }
+            fn t_range(&self) -> (F, F) { (**self).t_range() }
+            fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> { (**self).sample_prior(n, dim, rng) }
+            fn prior_log_prob(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()> { (**self).prior_log_prob(x, out) }
+            fn discretize(&self, x: ArrayView2<F>, t: F, dt: F, f_out: ArrayViewMut2<F>) -> Result<F> { (**self).discretize(x, t, dt, f_out) }
+        }
+        impl<F: Real, S: MarginalSde<F> + ?Sized> MarginalSde<F> for $ty {
+            fn schedule(&self) -> &dyn Schedule<F> { (**self).schedule() }
+            fn prior_std(&self) -> F { (**self).prior_std() }
+        }
+    )*};
+}
+forward_sde_ptr!(&S, Box<S>, std::sync::Arc<S>);
+
+/// The linear SDE `dx = f(t) x dt + g(t) dw` of a [`Schedule`], with prior `N(0, s² I)`.
+///
+/// ```
+/// use score_sde::sde::{ForwardSde, LinearSde, VpSde};
+/// use ndarray::array;
+/// use rand::SeedableRng;
+/// let sde = VpSde::<f64>::default(); // β_min 0.1, β_max 20, prior N(0, I)
+/// let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
+/// let x0 = array![[1.0, -2.0], [0.5, 0.0]];
+/// let (xt, z) = sde.perturb(x0.view(), 0.5, &mut rng).unwrap();
+/// let (a, s) = (sde.alpha(0.5), sde.sigma(0.5));
+/// assert!((&xt - &(&x0 * a + &z * s)).iter().all(|e| e.abs() < 1e-12));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearSde<F, S> {
+    schedule: S,
+    prior_std: F,
+    _f: PhantomData<fn() -> F>,
+}
+
+/// VP SDE (Song et al. 2021, eq. 11): linear β, prior `N(0, I)`.
+pub type VpSde<F> = LinearSde<F, VpLinear<F>>;
+/// Sub-VP SDE (Song et al. 2021, eq. 12), prior `N(0, I)`.
+pub type SubVpSde<F> = LinearSde<F, SubVp<F>>;
+/// VE SDE (Song et al. 2021, eq. 9), prior `N(0, σ_max² I)`.
+pub type VeSde<F> = LinearSde<F, Ve<F>>;
+/// The EDM process `x_σ = x_0 + σ z` (Karras et al. 2022), prior `N(0, σ_max² I)`.
+pub type EdmSde<F> = LinearSde<F, Edm<F>>;
+
+impl<F: Real, S: Schedule<F>> LinearSde<F, S> {
+    /// The linear SDE of `schedule`, with prior `N(0, (α(T)² + σ(T)²) I)` — the marginal
+    /// variance at `T` of data with unit variance. Override with [`LinearSde::with_prior_std`].
+    pub fn new(schedule: S) -> Self {
+        let (_, t_max) = schedule.t_range();
+        let (a, s) = (schedule.alpha(t_max), schedule.sigma(t_max));
+        let prior_std = (a * a + s * s).sqrt();
+        Self {
+            schedule,
+            prior_std,
+            _f: PhantomData,
+        }
+    }
+    /// Set the prior's standard deviation (`> 0`).
+    pub fn with_prior_std(mut self, std: F) -> Result<Self> {
+        if !(std.is_finite() && std > F::zero()) {
+            return Err(Error::param(
+                "prior_std",
+                std.as_f64(),
+                "must be finite and > 0",
+            ));
+        }
+        self.prior_std = std;
+        Ok(self)
+    }
+    /// The schedule.
+    pub fn schedule(&self) -> &S {
+        &self.schedule
+    }
+    /// `α(t)`.
+    pub fn alpha(&self, t: F) -> F {
+        self.schedule.alpha(t)
+    }
+    /// `σ(t)`.
+    pub fn sigma(&self, t: F) -> F {
+        self.schedule.sigma(t)
+    }
+    /// The exact transition from time `s` to a later time `t ≥ s`:
+    /// `x_t | x_s ~ N(a x_s, v I)` with `a = α_t/α_s`, `v = σ_t² − a² σ_s²`
+    /// (Kingma et al. 2021, eq. 33). Returns `(a, √v)`.
+    pub fn transition(&self, s: F, t: F) -> (F, F) {
+        let a = self.schedule.alpha(t) / self.schedule.alpha(s);
+        let (ss, st) = (self.schedule.sigma(s), self.schedule.sigma(t));
+        let v = (st - a * ss) * (st + a * ss);
+        (a, v.max(F::zero()).sqrt())
+    }
+    /// Draw `x_t = α(t) x_0 + σ(t) z` for every row of `x0`; returns `(x_t, z)`.
+    pub fn perturb(
+        &self,
+        x0: ArrayView2<F>,
+        t: F,
+        rng: &mut dyn RngCore,
+    ) -> Result<(Array2<F>, Array2<F>)> {
+        check::finite_scalar("t", t)?;
+        if t < F::zero() {
+            return Err(Error::TimeOutOfRange {
+                t: t.as_f64(),
+                min: 0.0,
+                max: self.schedule.t_range().1.as_f64(),
+            });
+        }
+        check::finite("x0", &x0)?;
+        let mut z = Array2::<F>::zeros(x0.raw_dim());
+        fill_normal(z.view_mut(), rng);
+        let (a, s) = (self.alpha(t), self.sigma(t));
+        let mut xt = Array2::<F>::zeros(x0.raw_dim());
+        Zip::from(&mut xt)
+            .and(&x0)
+            .and(&z)
+            .for_each(|o, &x, &e| *o = a * x + s * e);
+        Ok((xt, z))
+    }
+    /// As [`LinearSde::perturb`] with one time per row (training batches).
+    pub fn perturb_rows(
+        &self,
+        x0: ArrayView2<F>,
+        t: ArrayView1<F>,
+        rng: &mut dyn RngCore,
+    ) -> Result<(Array2<F>, Array2<F>)> {
+        check::same_shape("t", &[x0.nrows()], t.shape())?;
+        check::finite("x0", &x0)?;
+        for (i, &ti) in t.iter().enumerate() {
+            if !ti.is_finite() || ti < F::zero() {
+                return Err(Error::NonFinite {
+                    what: "t (must be finite and >= 0)",
+                    index: i,
+                    value: ti.as_f64(),
+                });
+            }
+        }
+        let mut z = Array2::<F>::zeros(x0.raw_dim());
+        fill_normal(z.view_mut(), rng);
+        let mut xt = Array2::<F>::zeros(x0.raw_dim());
+        Zip::from(xt.rows_mut())
+            .and(x0.rows())
+            .and(z.rows())
+            .and(&t)
+            .for_each(|mut o, x, e, &ti| {
+                let (a, s) = (self.alpha(ti), self.sigma(ti));
+                Zip::from(&mut o)
+                    .and(&x)
+                    .and(&e)
+                    .for_each(|o, &x, &e| *o = a * x + s * e);
+            });
+        Ok((xt, z))
+    }
+}
+
+impl<F: Real> Default for VpSde<F> {
+    fn default() -> Self {
+        LinearSde::new(VpLinear::default()).with_unit_prior()
+    }
+}
+impl<F: Real> Default for SubVpSde<F> {
+    fn default() -> Self {
+        LinearSde::new(SubVp::default()).with_unit_prior()
+    }
+}
+impl<F: Real> Default for VeSde<F> {
+    fn default() -> Self {
+        Self::ve(Ve::default())
+    }
+}
+impl<F: Real> Default for EdmSde<F> {
+    fn default() -> Self {
+        Self::edm(Edm::default())
+    }
+}
+
+impl<F: Real, S: Schedule<F>> LinearSde<F, S> {
+    fn with_unit_prior(mut self) -> Self {
+        self.prior_std = F::one();
+        self
+    }
+}
+impl<F: Real> VpSde<F> {
+    /// VP SDE with linear β from `beta_min` to `beta_max` and score_sde's prior `N(0, I)`.
+    pub fn vp(beta_min: F, beta_max: F) -> Result<Self> {
+        Ok(LinearSde::new(VpLinear::new(beta_min, beta_max)?).with_unit_prior())
+    }
+}
+impl<F: Real> SubVpSde<F> {
+    /// Sub-VP SDE with linear β and score_sde's prior `N(0, I)`.
+    pub fn sub_vp(beta_min: F, beta_max: F) -> Result<Self> {
+        Ok(LinearSde::new(SubVp::new(beta_min, beta_max)?).with_unit_prior())
+    }
+}
+impl<F: Real> VeSde<F> {
+    /// VE SDE of a schedule, with score_sde's prior `N(0, σ(T)² I)`.
+    pub fn ve(schedule: Ve<F>) -> Self {
+        let (_, t_max) = schedule.t_range();
+        let s = schedule.sigma(t_max);
+        Self {
+            schedule,
+            prior_std: s,
+            _f: PhantomData,
+        }
+    }
+}
+impl<F: Real> EdmSde<F> {
+    /// EDM process of a schedule, with prior `N(0, σ_max² I)` (Karras et al. 2022, Alg. 1).
+    pub fn edm(schedule: Edm<F>) -> Self {
+        let (_, t_max) = schedule.t_range();
+        Self {
+            schedule,
+            prior_std: t_max,
+            _f: PhantomData,
+        }
+    }
+}
+
+/// Fill a view with N(0, 1) draws (row-major order, so results are layout-independent).
+pub(crate) fn fill_normal<F: Real>(mut z: ArrayViewMut2<F>, rng: &mut dyn RngCore) {
+    for v in z.iter_mut() {
+        *v = F::standard_normal(rng);
+    }
+}
+
+impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
+    fn drift(&self, x: ArrayView2<F>, t: F, mut out: ArrayViewMut2<F>) -> Result<()> {
+        check::same_shape("drift output", x.shape(), out.shape())?;
+        let f = self.schedule.f(t);
+        Zip::from(&mut out).and(&x).for_each(|o, &x| *o = f * x);
+        Ok(())
+    }
+    fn diffusion(&self, t: F) -> F {
+        self.schedule.g2(t).max(F::zero()).sqrt()
+    }
+    fn t_range(&self) -> (F, F) {
+        self.schedule.t_range()
+    }
+    fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
+        if n == 0 || dim == 0 {
+            return Err(Error::Empty {
+                what: "prior batch (n or dim is 0)",
+            });
+        }
+        let mut z = Array2::<F>::zeros((n, dim));
+        fill_normal(z.view_mut(), rng);
+        z.mapv_inplace(|v| v * self.prior_std);
+        Ok(z)
+    }
+    fn prior_log_prob(&self, x: ArrayView2<F>, mut out: ArrayViewMut1<F>) -> Result<()> {
+        check::same_shape("prior log-density output", &[x.nrows()], out.shape())?;
+        let d = F::from_usize_lossy(x.ncols());
+        let s2 = self.prior_std * self.prior_std;
+        let c = -F::lit(0.5) * d * (F::lit(2.0 * std::f64::consts::PI) * s2).ln();
+        Zip::from(&mut out).and(x.rows()).for_each(|o, r| {
+            *o = c - F::lit(0.5) * r.dot(&r) / s2;
+        });
+        Ok(())
+    }
+    /// The exact Gaussian transition over `[t − dt, t]`: `f_i = (a − 1) x`,
+    /// `G_i = √(σ_t² − a² σ_{t−dt}²)`, `a = α_t/α_{t−dt}`. For VP this is DDPM's
+    /// `x_i = √(1−β_i) x_{i−1} + √β_i z` with `β_i = 1 − α_t²/α_{t−dt}²`, and for VE it is
+    /// SMLD's `G_i = √(σ_i² − σ_{i−1}²)` — score_sde's `VPSDE`/`VESDE.discretize` with the
+    /// continuous schedule in place of its table of `N` betas.
+    fn discretize(&self, x: ArrayView2<F>, t: F, dt: F, mut f_out: ArrayViewMut2<F>) -> Result<F> {
+        check::same_shape("discretize output", x.shape(), f_out.shape())?;
+        let (a, g) = self.transition(t - dt, t);
+        let am1 = a - F::one();
+        Zip::from(&mut f_out).and(&x).for_each(|o, &x| *o = am1 * x);
+        Ok(g)
+    }
+}
+
+impl<F: Real, S: Schedule<F>> MarginalSde<F> for LinearSde<F, S> {
+    fn schedule(&self) -> &dyn Schedule<F> {
+        &self.schedule
+    }
+    fn prior_std(&self) -> F {
+        self.prior_std
+    }
+}
+
+/// Per-row prior log-density as a new array (convenience over [`ForwardSde::prior_log_prob`]).
+pub fn prior_log_prob<F: Real>(sde: &dyn ForwardSde<F>, x: ArrayView2<F>) -> Result<Array1<F>> {
+    let mut out = Array1::zeros(x.nrows());
+    sde.prior_log_prob(x, out.view_mut())?;
+    Ok(out)
+}
