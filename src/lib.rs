@@ -37,6 +37,8 @@
 //! assert!((v - exact.covariance()[[0, 0]]).abs() < 0.2);
 //! ```
 #![warn(missing_docs)]
+// Numerical kernels index several arrays with one loop variable; iterator zips would obscure the formulas.
+#![allow(clippy::needless_range_loop)]
 
 mod check;
 pub mod error;

@@ -667,7 +667,7 @@ impl<F: Real> DiscreteVp<F> {
                     "every beta must lie in (0, 1)",
                 ));
             }
-            acc = acc + F::lit(0.5) * (-b).ln_1p();
+            acc += F::lit(0.5) * (-b).ln_1p();
             log_alpha.push(acc);
         }
         Ok(Self { log_alpha })

@@ -92,8 +92,8 @@ pub(crate) fn evaluate<F: Real>(
             let c = a2 * parts.eigvals[[k, j]] + s2;
             ws.inv_c[[k, j]] = F::one() / c;
             ws.shift[[k, j]] = alpha * parts.means[[k, j]];
-            log_det = log_det + c.ln();
-            tr = tr + F::one() / c;
+            log_det += c.ln();
+            tr += F::one() / c;
         }
         ws.log_norm[k] =
             parts.log_weights[k] - half * log_det - half * F::from_usize_lossy(d) * log2pi;
@@ -140,13 +140,13 @@ pub(crate) fn evaluate<F: Real>(
                     let mut vi = vk.row_mut(i);
                     for j in 0..d {
                         let w = yi[j] * inv_c[j];
-                        q = q + yi[j] * w;
-                        p2 = p2 + w * w;
+                        q += yi[j] * w;
+                        p2 += w * w;
                         vi[j] = w;
                     }
                 } else {
                     for j in 0..d {
-                        q = q + yi[j] * yi[j] * inv_c[j];
+                        q += yi[j] * yi[j] * inv_c[j];
                     }
                 }
                 ws.logits[[i, k]] = ws.log_norm[k] - half * q;
@@ -174,14 +174,14 @@ pub(crate) fn evaluate<F: Real>(
             for k in 0..k_n {
                 let e = (ws.logits[[i, k]] - m).exp();
                 ws.logits[[i, k]] = e;
-                sum = sum + e;
+                sum += e;
             }
             let inv = F::one() / sum;
             if let Some(lp) = out.log_prob.as_mut() {
                 lp[start + i] = m + sum.ln();
             }
             for k in 0..k_n {
-                ws.logits[[i, k]] = ws.logits[[i, k]] * inv;
+                ws.logits[[i, k]] *= inv;
             }
         }
         if need_vec {
@@ -191,17 +191,17 @@ pub(crate) fn evaluate<F: Real>(
                 for j in 0..d {
                     let mut acc = F::zero();
                     for k in 0..k_n {
-                        acc = acc + ws.logits[[i, k]] * ws.v[[k, i, j]];
+                        acc += ws.logits[[i, k]] * ws.v[[k, i, j]];
                     }
                     let sj = -acc;
-                    norm2 = norm2 + sj * sj;
+                    norm2 += sj * sj;
                     if let Some(sc) = out.score.as_mut() {
                         sc[[start + i, j]] = sj;
                     }
                 }
                 if let Some(l) = out.laplacian.as_mut() {
                     for k in 0..k_n {
-                        lap = lap + ws.logits[[i, k]] * (ws.sq[[i, k]] - ws.trace_prec[k]);
+                        lap += ws.logits[[i, k]] * (ws.sq[[i, k]] - ws.trace_prec[k]);
                     }
                     l[start + i] = lap - norm2;
                 }

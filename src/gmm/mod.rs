@@ -139,7 +139,11 @@ impl<F: Real> GaussianMixture<F> {
             } else {
                 linalg::symmetric_eigen(s.view())
             };
-            if let Some((j, &l)) = lam.iter().enumerate().find(|(_, l)| !(**l > 0.0)) {
+            if let Some((j, &l)) = lam
+                .iter()
+                .enumerate()
+                .find(|(_, l)| l.is_nan() || **l <= 0.0)
+            {
                 return Err(Error::NotPositiveDefinite {
                     component: c,
                     reason: format!("eigenvalue {j} is {l}"),
@@ -208,7 +212,7 @@ impl<F: Real> GaussianMixture<F> {
             c.scaled_add(w, &self.covs.index_axis(Axis(0), k));
             for i in 0..d {
                 for j in 0..d {
-                    c[[i, j]] = c[[i, j]] + w * dm[i] * dm[j];
+                    c[[i, j]] += w * dm[i] * dm[j];
                 }
             }
         }
@@ -339,7 +343,7 @@ impl<F: Real> GaussianMixture<F> {
         let mut cum = Vec::with_capacity(k_n);
         let mut acc = F::zero();
         for &w in &self.weights {
-            acc = acc + w;
+            acc += w;
             cum.push(acc);
         }
         let sqrt_l = self.eigvals.mapv(|l| l.sqrt());
@@ -370,7 +374,7 @@ impl<F: Real> GaussianMixture<F> {
         let mut covs = self.covs.mapv(|c| a2 * c);
         for c in 0..k {
             for j in 0..d {
-                covs[[c, j, j]] = covs[[c, j, j]] + s2;
+                covs[[c, j, j]] += s2;
             }
         }
         Ok(Self {
