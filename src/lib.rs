@@ -75,3 +75,8 @@ pub mod prelude {
     };
     pub use crate::sde::{EdmSde, ForwardSde, LinearSde, MarginalSde, SubVpSde, VeSde, VpSde};
 }
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
