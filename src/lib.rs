@@ -17,6 +17,7 @@
 //! | [`gmm`] | [`GaussianMixture`](gmm::GaussianMixture) — the exact oracle — and [`AnalyticScore`](gmm::AnalyticScore) |
 //! | [`grid`] | time grids: uniform, quadratic, Karras ρ, log-SNR uniform, custom |
 //! | [`sample`] | the [`Sampler`] trait and the samplers |
+//! | [`likelihood`] | divergence estimators (exact, finite differences, Hutchinson), bits/dim |
 //! | [`metrics`] | mean/covariance error, component weights, sliced W1, log-likelihood gap |
 //! | [`observe`] | per-step hooks: non-finite checks, trajectories |
 //! | [`tweedie`] | denoising by Tweedie's formula |
@@ -45,6 +46,7 @@ pub mod error;
 pub mod float;
 pub mod gmm;
 pub mod grid;
+pub mod likelihood;
 mod linalg;
 pub mod metrics;
 pub mod observe;
