@@ -8,23 +8,49 @@
 
 use crate::error::{Error, Result};
 use crate::float::Real;
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
 /// A hook called after every sampler step.
 pub trait Observer<F: Real> {
     /// Called after step `step` (1-based) reached time `t` with state `x`.
     fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()>;
+
+    /// Called after step `step`, before [`Observer::observe`], with the state mutable:
+    /// a hook for constraints such as imputation (replacing known coordinates, Song et al.
+    /// 2021, App. I.2). The default leaves the state alone.
+    fn constrain(&mut self, step: usize, t: F, x: ArrayViewMut2<F>) -> Result<()> {
+        let _ = (step, t, x);
+        Ok(())
+    }
 }
 
 impl<F: Real, O: Observer<F> + ?Sized> Observer<F> for &mut O {
     fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
         (**self).observe(step, t, x)
     }
+    fn constrain(&mut self, step: usize, t: F, x: ArrayViewMut2<F>) -> Result<()> {
+        (**self).constrain(step, t, x)
+    }
 }
 impl<F: Real, O: Observer<F> + ?Sized> Observer<F> for Box<O> {
     fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
         (**self).observe(step, t, x)
     }
+    fn constrain(&mut self, step: usize, t: F, x: ArrayViewMut2<F>) -> Result<()> {
+        (**self).constrain(step, t, x)
+    }
+}
+
+/// What a sampler calls after each step: [`Observer::constrain`] (which may change the
+/// state), then [`Observer::observe`].
+pub fn after_step<F: Real>(
+    observer: &mut dyn Observer<F>,
+    step: usize,
+    t: F,
+    x: &mut Array2<F>,
+) -> Result<()> {
+    observer.constrain(step, t, x.view_mut())?;
+    observer.observe(step, t, x.view())
 }
 
 /// Does nothing.
@@ -75,6 +101,10 @@ impl<F: Real, A: Observer<F>, B: Observer<F>> Observer<F> for Chain<A, B> {
     fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
         self.0.observe(step, t, x)?;
         self.1.observe(step, t, x)
+    }
+    fn constrain(&mut self, step: usize, t: F, mut x: ArrayViewMut2<F>) -> Result<()> {
+        self.0.constrain(step, t, x.view_mut())?;
+        self.1.constrain(step, t, x)
     }
 }
 
