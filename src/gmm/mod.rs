@@ -278,6 +278,7 @@ impl<F: Real> GaussianMixture<F> {
                 log_prob,
                 score,
                 laplacian,
+                responsibilities: None,
             },
         );
         Ok(())
@@ -307,7 +308,17 @@ impl<F: Real> GaussianMixture<F> {
         check_alpha_sigma(alpha, sigma)?;
         let mut out = Array2::zeros((x.nrows(), self.n_components()));
         let mut ws = self.workspace();
-        kernel::responsibilities(&self.parts(), alpha, sigma, x, &mut ws, out.view_mut());
+        kernel::evaluate(
+            &self.parts(),
+            alpha,
+            sigma,
+            x,
+            &mut ws,
+            Outputs {
+                responsibilities: Some(out.view_mut()),
+                ..Outputs::none()
+            },
+        );
         Ok(out)
     }
     /// Posterior component probabilities `p(k | x)` under this mixture.
