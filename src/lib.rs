@@ -20,6 +20,7 @@
 //! | [`likelihood`] | divergence estimators (exact, finite differences, Hutchinson), bits/dim |
 //! | [`metrics`] | mean/covariance error, component weights, sliced W1, log-likelihood gap |
 //! | [`observe`] | per-step hooks: non-finite checks, trajectories |
+//! | [`train`] | denoising score matching: batches, targets, weightings, loss |
 //! | [`tweedie`] | denoising by Tweedie's formula |
 //!
 //! ## Example: the forward process of the 2-D ring, exactly and by Monte Carlo
@@ -54,6 +55,7 @@ pub mod sample;
 pub mod schedule;
 pub mod score;
 pub mod sde;
+pub mod train;
 pub mod tweedie;
 
 pub use error::{Error, Result};

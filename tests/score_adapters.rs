@@ -99,7 +99,8 @@ fn wrappers_forward_to_the_model() {
     boxed.score(x.view(), 0.5, b.view_mut()).unwrap();
     assert_eq!(a, b);
     let arc = Arc::new(model);
-    (&arc).score(x.view(), 0.5, b.view_mut()).unwrap();
+    let by_ref: &dyn ScoreModel<f64> = &&arc;
+    by_ref.score(x.view(), 0.5, b.view_mut()).unwrap();
     assert_eq!(a, b);
     assert_eq!(ScoreModel::<f64>::dim(&arc), Some(2));
     // Wrong output shape is a typed error, not a panic.
