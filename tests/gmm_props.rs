@@ -227,12 +227,8 @@ fn random_mixture(seed: u64, d: usize, k: usize) -> (GaussianMixture<f64>, Raw) 
         cov.index_axis_mut(Axis(0), c).assign(&s);
     }
     let raw = Raw { w, mu, cov };
-    let gm = GaussianMixture::new(
-        Array1::from(raw.w.clone()),
-        raw.mu.clone(),
-        raw.cov.clone(),
-    )
-    .expect("a valid random mixture");
+    let gm = GaussianMixture::new(Array1::from(raw.w.clone()), raw.mu.clone(), raw.cov.clone())
+        .expect("a valid random mixture");
     (gm, raw)
 }
 

@@ -37,7 +37,12 @@ fn params() -> impl Strategy<Value = Params> {
         (0.001f64..0.01, 10.0f64..100.0),
     )
         .prop_map(
-            |((beta_min, beta_max), (cos_s, cos_beta_max), (ve_min, ve_max), (edm_min, edm_max))| {
+            |(
+                (beta_min, beta_max),
+                (cos_s, cos_beta_max),
+                (ve_min, ve_max),
+                (edm_min, edm_max),
+            )| {
                 Params {
                     beta_min,
                     beta_max,
@@ -73,7 +78,10 @@ fn schedules(p: Params) -> Vec<(&'static str, Box<dyn Schedule<f64>>)> {
         ("Ve default", Box::new(Ve::default())),
         ("Ve random", Box::new(Ve::new(p.ve_min, p.ve_max).unwrap())),
         ("Edm default", Box::new(Edm::default())),
-        ("Edm random", Box::new(Edm::new(p.edm_min, p.edm_max).unwrap())),
+        (
+            "Edm random",
+            Box::new(Edm::new(p.edm_min, p.edm_max).unwrap()),
+        ),
         (
             "DiscreteVp ddpm_linear",
             Box::new(DiscreteVp::ddpm_linear(N_DDPM, 1e-4, 0.02).unwrap()),

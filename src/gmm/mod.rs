@@ -164,6 +164,7 @@ impl<F: Real> GaussianMixture<F> {
     /// One Gaussian `N(μ, S)` as a one-component mixture.
     pub fn gaussian(mean: Array1<F>, cov: Array2<F>) -> Result<Self> {
         let d = mean.len();
+        check::same_shape("covariance", &[d, d], cov.shape())?;
         let means = mean.insert_axis(Axis(0));
         let covs = cov
             .into_shape_with_order((1, d, d))
