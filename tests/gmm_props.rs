@@ -31,6 +31,7 @@
 
 use ndarray::{Array1, Array2, Array3, ArrayView1, Axis, array, s};
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64;
@@ -338,8 +339,19 @@ fn check_log_p(what: &str, ev: &Eval, value: f64) -> Result<(), TestCaseError> {
 
 // ------------------------------------------------------------------ properties
 
+/// 64 cases from a fixed seed, so every run checks the same cases (raise `PROPTEST_CASES`
+/// or change the seed to explore further; failures found that way are kept in the
+/// `.proptest-regressions` file next to this one).
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 64,
+        rng_seed: RngSeed::Fixed(0x6a55_1a4e),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config())]
 
     /// `GaussianMixture::score = ∇ log_prob` and `hessian_trace = Δ log_prob`, and
     /// `log_prob` equals the direct evaluation.

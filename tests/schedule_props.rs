@@ -9,6 +9,7 @@
 //! `h²/6 |φ'''| + (rounding of φ)/h`. Each assertion states both parts.
 
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use score_sde::schedule::{DiscreteVp, Edm, Schedule, SubVp, Ve, VpCosine, VpLinear};
 
 const EPS: f64 = f64::EPSILON;
@@ -115,8 +116,19 @@ fn central(phi: impl Fn(f64) -> f64, t: f64, h: f64) -> (f64, f64) {
     ((a - b) / (2.0 * h), a.abs().max(b.abs()))
 }
 
+/// 64 cases from a fixed seed, so every run checks the same cases (raise `PROPTEST_CASES`
+/// or change the seed to explore further; failures found that way are kept in the
+/// `.proptest-regressions` file next to this one).
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 64,
+        rng_seed: RngSeed::Fixed(0x5c4e_d01e),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config())]
 
     /// `f = d log α / dt` and `g² = dσ²/dt − 2 f σ²` (Kingma et al. 2021, eq. 3; Song et al.
     /// 2021, App. B), for every schedule, against central differences of `α` and `σ`.
@@ -272,4 +284,17 @@ fn closed_forms_match_the_papers() {
     let (_, t_max) = cos.t_range();
     assert!(t_max < 1.0);
     assert!((cos.g2(t_max) / 999.0 - 1.0).abs() < 1e-9);
+}
+
+/// Regression: the sub-VP inverse computed `−2 log α = −log1p(−σ)` from `σ = 1 − α²`,
+/// which cancels when `α² ≪ 1`: at `t ≈ 0.988` with `β ∈ [0.52, 29.66]` (`α² ≈ 4·10⁻⁷`)
+/// the round trip was off by 4.6·10⁻¹² (found by `log_snr_and_its_inverse`). The conditioning
+/// bound there is `64ε(1 + |λ|)/|λ'| ≈ 10⁻¹⁵`; we allow the same slack as the property.
+#[test]
+fn sub_vp_inverse_is_accurate_when_alpha_is_small() {
+    let s = SubVp::<f64>::new(0.519_748_670_418_600_6, 29.663_507_138_822_375).unwrap();
+    for t in [0.9, 0.987_985_152_712_478_4, 1.0] {
+        let back = s.t_of_log_snr(s.log_snr(t)).unwrap();
+        assert!((back - t).abs() <= 1e-12 * (1.0 + t), "t = {t}: {back}");
+    }
 }
