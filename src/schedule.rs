@@ -304,7 +304,7 @@ impl<F: Real> Schedule<F> for VpLinear<F> {
 /// `σ = √(1 − α²)`, `β(t) = −2f = π/(1+s) · tan θ(t)`, `g² = β`.
 /// `β` blows up at `t = 1`; as Nichol & Dhariwal clip `β ≤ 0.999` per step of 1000 (so the
 /// continuous rate `β(t) ≤ 999`), the default end time is the `T` with `β(T) = 999`
-/// (≈ 0.99797; DPM-Solver's `cosine_t_max` with `cosine_beta_max = 999`).
+/// (≈ 0.997998; DPM-Solver's `cosine_t_max` with `cosine_beta_max = 999`).
 ///
 /// ```
 /// use score_sde::schedule::{Schedule, VpCosine};
@@ -362,7 +362,7 @@ impl<F: Real> Default for VpCosine<F> {
         Self::new(F::lit(0.008), F::lit(999.0)).unwrap_or(Self {
             s: F::lit(0.008),
             t_min: F::lit(1e-3),
-            t_max: F::lit(0.9946),
+            t_max: F::lit(0.997_998),
         })
     }
 }

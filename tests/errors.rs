@@ -362,7 +362,11 @@ fn mixture_constructor_rejects_bad_inputs() {
         Error::ShapeMismatch { .. }
     );
     assert_err!(
-        mk(array![0.5, 0.5], ok_means.clone(), covs(&[eye.clone()])),
+        mk(
+            array![0.5, 0.5],
+            ok_means.clone(),
+            covs(std::slice::from_ref(&eye))
+        ),
         Error::ShapeMismatch { .. }
     );
     assert_err!(

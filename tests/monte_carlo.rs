@@ -135,46 +135,48 @@ fn sample_component_frequencies_are_the_weights() {
 
 // ------------------------------------------------------------------ perturb
 
+/// `perturb` of `x0` at several times: returns the `z` it used, and the result has the
+/// moments of `diffuse(schedule, t)`.
+fn check_perturb<S: Schedule<f64>>(
+    what: &str,
+    sde: &LinearSde<f64, S>,
+    gm: &GaussianMixture<f64>,
+    x0: &Array2<f64>,
+    rng: &mut Pcg64,
+) {
+    let schedule = sde.schedule();
+    for t in [0.05, 0.3, 1.0] {
+        let (xt, z) = sde.perturb(x0.view(), t, rng).unwrap();
+        // x_t = α x₀ + σ z exactly (one multiply-add per entry: a few ulps of the larger
+        // term).
+        let (a, s) = (schedule.alpha(t), schedule.sigma(t));
+        for ((&xt, &x0), &z) in xt.iter().zip(x0.iter()).zip(z.iter()) {
+            let scale = (a * x0).abs() + (s * z).abs();
+            assert!((xt - (a * x0 + s * z)).abs() <= 4.0 * f64::EPSILON * scale);
+        }
+        let exact = gm.diffuse(schedule, t).unwrap();
+        assert_moments(
+            &format!("{what} perturb t={t}"),
+            xt.view(),
+            &exact.mean(),
+            &exact.covariance(),
+        );
+    }
+}
+
 /// `perturb` of mixture samples has the moments of `diffuse(schedule, t)`, for the VP,
 /// sub-VP and VE SDEs at several times, on both problems; and returns the `z` it used.
 #[test]
 fn perturb_matches_diffuse() {
-    let vp = VpSde::<f64>::default();
-    let sub = SubVpSde::<f64>::default();
-    let ve = VeSde::<f64>::default();
-    let sdes: [(
-        &str,
-        &dyn Schedule<f64>,
-        &dyn Fn(ArrayView2<f64>, f64, &mut Pcg64) -> (Array2<f64>, Array2<f64>),
-    ); 3] = [
-        ("VP", vp.schedule(), &|x, t, r| vp.perturb(x, t, r).unwrap()),
-        ("sub-VP", sub.schedule(), &|x, t, r| {
-            sub.perturb(x, t, r).unwrap()
-        }),
-        ("VE", ve.schedule(), &|x, t, r| ve.perturb(x, t, r).unwrap()),
-    ];
     let mut rng = Pcg64::seed_from_u64(21);
     for (name, gm, n) in [("ring2d", ring(), N_RING), ("rand16d", rand16(), N_16D)] {
         let x0 = gm.sample(n, &mut rng).unwrap();
-        for (sde_name, schedule, perturb) in &sdes {
-            for t in [0.05, 0.3, 1.0] {
-                let (xt, z) = perturb(x0.view(), t, &mut rng);
-                // x_t = α x₀ + σ z exactly (one multiply-add per entry: a few ulps of the
-                // larger term).
-                let (a, s) = (schedule.alpha(t), schedule.sigma(t));
-                for ((&xt, &x0), &z) in xt.iter().zip(x0.iter()).zip(z.iter()) {
-                    let scale = (a * x0).abs() + (s * z).abs();
-                    assert!((xt - (a * x0 + s * z)).abs() <= 4.0 * f64::EPSILON * scale);
-                }
-                let exact = gm.diffuse(*schedule, t).unwrap();
-                assert_moments(
-                    &format!("{name} {sde_name} perturb t={t}"),
-                    xt.view(),
-                    &exact.mean(),
-                    &exact.covariance(),
-                );
-            }
-        }
+        let vp = VpSde::<f64>::default();
+        check_perturb(&format!("{name} VP"), &vp, &gm, &x0, &mut rng);
+        let sub = SubVpSde::<f64>::default();
+        check_perturb(&format!("{name} sub-VP"), &sub, &gm, &x0, &mut rng);
+        let ve = VeSde::<f64>::default();
+        check_perturb(&format!("{name} VE"), &ve, &gm, &x0, &mut rng);
     }
 }
 
@@ -245,53 +247,52 @@ fn perturb_rows_uses_per_row_schedules() {
 
 // ------------------------------------------------------------------ exact transition
 
+/// `transition(s, t)` and `discretize` move exact samples of `p_s` to the law `p_t`.
+fn check_transition<S: Schedule<f64>>(
+    what: &str,
+    sde: &LinearSde<f64, S>,
+    (s, t): (f64, f64),
+    gm: &GaussianMixture<f64>,
+    rng: &mut Pcg64,
+) {
+    let sch = sde.schedule();
+    let ps = gm.diffuse(sch, s).unwrap();
+    let pt = gm.diffuse(sch, t).unwrap();
+    let xs = ps.sample(N_RING, rng).unwrap();
+
+    // transition(): x_t = a x_s + g z.
+    let (a, g) = sde.transition(s, t);
+    let z = Array2::from_shape_fn(xs.raw_dim(), |_| f64::standard_normal(rng));
+    let xt = &xs * a + &z * g;
+    assert_moments(
+        &format!("{what} transition {s}→{t}"),
+        xt.view(),
+        &pt.mean(),
+        &pt.covariance(),
+    );
+
+    // discretize(x, t, dt): x_t = x_s + f_i + G_i z over [t − dt, t].
+    let mut f = Array2::zeros(xs.raw_dim());
+    let big_g = sde.discretize(xs.view(), t, t - s, f.view_mut()).unwrap();
+    let z = Array2::from_shape_fn(xs.raw_dim(), |_| f64::standard_normal(rng));
+    let xt = &xs + &f + &z * big_g;
+    assert_moments(
+        &format!("{what} discretize {s}→{t}"),
+        xt.view(),
+        &pt.mean(),
+        &pt.covariance(),
+    );
+}
+
 /// `transition(s, t)` and `discretize` move exact samples of `p_s` to the law `p_t`:
 /// `x_t = a x_s + √v z` with `a = α_t/α_s`, `v = σ_t² − a²σ_s²`.
 #[test]
 fn exact_transition_moves_marginals() {
     let gm = ring();
     let mut rng = Pcg64::seed_from_u64(51);
-    let vp = VpSde::<f64>::default();
-    let sub = SubVpSde::<f64>::default();
-    let ve = VeSde::<f64>::default();
-    let cases: [(&str, &dyn ForwardSde<f64>, &dyn Schedule<f64>, (f64, f64)); 3] = [
-        ("VP", &vp, vp.schedule(), (0.2, 0.35)),
-        ("sub-VP", &sub, sub.schedule(), (0.5, 0.9)),
-        ("VE", &ve, ve.schedule(), (0.3, 0.6)),
-    ];
-    let transitions: [&dyn Fn(f64, f64) -> (f64, f64); 3] = [
-        &|s, t| vp.transition(s, t),
-        &|s, t| sub.transition(s, t),
-        &|s, t| ve.transition(s, t),
-    ];
-    for ((name, sde, sch, (s, t)), transition) in cases.into_iter().zip(transitions) {
-        let ps = gm.diffuse(sch, s).unwrap();
-        let pt = gm.diffuse(sch, t).unwrap();
-        let xs = ps.sample(N_RING, &mut rng).unwrap();
-
-        // transition(): x_t = a x_s + g z.
-        let (a, g) = transition(s, t);
-        let z = Array2::from_shape_fn(xs.raw_dim(), |_| f64::standard_normal(&mut rng));
-        let xt = &xs * a + &z * g;
-        assert_moments(
-            &format!("{name} transition {s}→{t}"),
-            xt.view(),
-            &pt.mean(),
-            &pt.covariance(),
-        );
-
-        // discretize(x, t, dt): x_t = x_s + f_i + G_i z over [t − dt, t].
-        let mut f = Array2::zeros(xs.raw_dim());
-        let big_g = sde.discretize(xs.view(), t, t - s, f.view_mut()).unwrap();
-        let z = Array2::from_shape_fn(xs.raw_dim(), |_| f64::standard_normal(&mut rng));
-        let xt = &xs + &f + &z * big_g;
-        assert_moments(
-            &format!("{name} discretize {s}→{t}"),
-            xt.view(),
-            &pt.mean(),
-            &pt.covariance(),
-        );
-    }
+    check_transition("VP", &VpSde::default(), (0.2, 0.35), &gm, &mut rng);
+    check_transition("sub-VP", &SubVpSde::default(), (0.5, 0.9), &gm, &mut rng);
+    check_transition("VE", &VeSde::default(), (0.3, 0.6), &gm, &mut rng);
 }
 
 /// The exact transitions compose: `[s, u]` then `[u, t]` is `[s, t]`
