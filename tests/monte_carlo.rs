@@ -111,8 +111,10 @@ fn sample_matches_mixture_moments() {
 }
 
 /// The component frequencies of `sample` are the weights: the most likely component of each
-/// ring sample (the components are 4 apart with std 0.3, so it is the one that drew it up to
-/// a 10⁻¹⁰ chance) is counted; each count is Binomial(N, 1/8), SE = √(w(1−w)/N).
+/// ring sample is counted. Neighbouring means are 8 sin(π/8) ≈ 3.06 apart with std 0.3, so
+/// the decision boundary is 5.1 std from each mean and a sample is mislabelled with
+/// probability ≈ 3·10⁻⁷, negligible next to the SE. Each count is Binomial(N, w),
+/// SE = √(w(1−w)/N).
 #[test]
 fn sample_component_frequencies_are_the_weights() {
     let gm = ring();
