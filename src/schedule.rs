@@ -60,7 +60,9 @@ pub trait Schedule<F: Real>: Send + Sync + Debug {
     ///
     /// The default inverts [`Schedule::log_snr`] by bisection over `[0, T]`
     /// ([`invert_decreasing`]); schedules with a closed form override it.
-    /// Errors if `lambda` is not finite or not attained in `[0, T]`.
+    /// Errors if `lambda` is not finite; the default also errors when `lambda` is not
+    /// attained in `[0, T]`, while the closed forms return the formula's natural extension
+    /// (a `t` outside `[t_min, T]`, which grids clamp and validate).
     fn t_of_log_snr(&self, lambda: F) -> Result<F> {
         let (_, t_max) = self.t_range();
         invert_decreasing(|t| self.log_snr(t), lambda, F::zero(), t_max)
@@ -589,7 +591,14 @@ pub struct Edm<F> {
 impl<F: Real> Edm<F> {
     /// An EDM schedule with `0 < σ_min < σ_max` as its time range.
     pub fn new(sigma_min: F, sigma_max: F) -> Result<Self> {
-        check_range(sigma_min, sigma_max)?;
+        positive("sigma_min", sigma_min)?;
+        if !(sigma_max.is_finite() && sigma_max > sigma_min) {
+            return Err(Error::param(
+                "sigma_max",
+                sigma_max.as_f64(),
+                "must be finite and > sigma_min",
+            ));
+        }
         Ok(Self {
             sigma_min,
             sigma_max,

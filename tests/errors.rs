@@ -191,11 +191,41 @@ fn schedule_constructors_reject_bad_parameters() {
         P { name: "t_min", .. }
     );
     // EDM: 0 < σ_min < σ_max (its time range).
-    assert_err!(Edm::new(0.0, 80.0), P { .. });
-    assert_err!(Edm::new(-0.002, 80.0), P { .. });
-    assert_err!(Edm::new(NAN, 80.0), P { .. });
-    assert_err!(Edm::new(0.002, 0.001), P { .. });
-    assert_err!(Edm::new(0.002, NAN), P { .. });
+    assert_err!(
+        Edm::new(0.0, 80.0),
+        P {
+            name: "sigma_min",
+            ..
+        }
+    );
+    assert_err!(
+        Edm::new(-0.002, 80.0),
+        P {
+            name: "sigma_min",
+            ..
+        }
+    );
+    assert_err!(
+        Edm::new(NAN, 80.0),
+        P {
+            name: "sigma_min",
+            ..
+        }
+    );
+    assert_err!(
+        Edm::new(0.002, 0.001),
+        P {
+            name: "sigma_max",
+            ..
+        }
+    );
+    assert_err!(
+        Edm::new(0.002, NAN),
+        P {
+            name: "sigma_max",
+            ..
+        }
+    );
     // f32 goes through the same checks.
     assert_err!(
         VpLinear::new(-1.0_f32, 20.0),
