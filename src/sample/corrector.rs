@@ -15,7 +15,7 @@
 //! |---|---|---|
 //! | [`StepRule::BatchMean`] (default) | `ε = 2 α_i (snr · mean_n‖z_n‖ / mean_n‖s_n‖)²` — one step for the batch | no |
 //! | [`StepRule::Sigma`] | `ε = 2 α_i (snr · σ(t_i))²` (`AnnealedLangevinDynamics`) | yes |
-//! | [`StepRule::PerSample`] | `ε_n = min(2 α_i (snr ‖z_n‖/‖s_n‖)², cap · σ(t_i)²)` | yes |
+//! | [`StepRule::PerSample`] | `ε_n = 2 α_i snr² · min(‖z_n‖²/‖s_n‖², cap · σ(t_i)²)` | yes |
 //!
 //! **`α_i`.** score_sde multiplies the step by `α_i = 1 − β_i` (the DDPM discrete α of that
 //! step) for VP and sub-VP SDEs and by 1 otherwise. With exact transitions the forward step
@@ -34,12 +34,17 @@
 //! and `‖x − μ‖²/v ~ χ²_D`, so the per-sample step is `2α snr² v · ‖z_n‖²/χ²_D`: an
 //! F-distributed factor whose mean is infinite for `D = 2` (`1/χ²_2` has no mean). A sample
 //! near a mode gets an enormous step — the peer harness saw 2 % of ring samples thrown
-//! beyond radius 10. The cap uses the one scale that is known without the batch: for any
-//! data, `p_t` is (scaled) data convolved with `N(0, σ(t)² I)`, so
-//! `−∇² log p_t = I/σ² − α² Cov[x_0 | x_t]/σ⁴ ⪯ I/σ(t)²`: `log p_t` is `1/σ²`-smooth and a
-//! gradient step `x + ε s` can only be unstable for `ε > 2σ²`. The cap `ε_n ≤ c σ(t)²` with
-//! `0 < c ≤ 2` (default 1, half the stability bound) keeps every sample's step inside it,
-//! whatever its own norms are.
+//! beyond radius 10. The cap bounds each row's step by `cap` times the σ-rule's step
+//! `2 α_i snr² σ(t)²`, a scale known without the batch. Why that scale: for any data,
+//! `p_t` is (scaled) data convolved with `N(0, σ(t)² I)`, so every local variance
+//! `v` of `p_t` (the inverse curvature of a Gaussian component, `α² λ + σ²`) is at least
+//! `σ(t)²`. With the cap, `ε_n ≤ 2 α_i cap snr² σ² ≤ 2 α_i cap snr² v` in every direction, so
+//! ULA's stationary variance inflation `1/(1 − ε/(2v))` (the Gaussian case) is at most
+//! `1/(1 − α_i cap snr²)` and the step is stable (`ε < 2v`) whenever `cap · snr² < 1` —
+//! the σ-rule's guarantee at `snr √cap`. The default `cap = 4` (so at most 11 % variance
+//! inflation at snr 0.16) still lets a row take up to 4× the σ-rule step where its own
+//! norms say the local variance is larger than `σ²`, which is the point of per-sample
+//! norms; `cap · snr² ≥ 1` is rejected when the corrector is built.
 //!
 //! **Bias.** Langevin correction with a finite step is biased (ULA's stationary law is not
 //! `p_t`): at snr 0.16 score_sde's samples are over-dispersed — see `docs/stochastic.md`
@@ -61,16 +66,17 @@ pub enum StepRule {
     BatchMean,
     /// `ε = 2 α_i (snr σ(t))²`, score_sde's `AnnealedLangevinDynamics`: batch-independent.
     Sigma,
-    /// Each row's own norms, with `ε_n ≤ cap · σ(t)²` (`0 < cap ≤ 2`): batch-independent.
+    /// Each row's own norms, with `ε_n ≤ cap · 2 α_i snr² σ(t)²` (the σ-rule's step times
+    /// `cap > 0`; needs `cap · snr² < 1`): batch-independent.
     PerSample {
-        /// The cap as a multiple of `σ(t)²`.
+        /// The cap as a multiple of the σ-rule's step.
         cap: f64,
     },
 }
 
 impl StepRule {
-    /// Per-sample norms with the default cap `ε_n ≤ σ(t)²`.
-    pub const PER_SAMPLE: StepRule = StepRule::PerSample { cap: 1.0 };
+    /// Per-sample norms with the default cap: at most 4× the σ-rule's step.
+    pub const PER_SAMPLE: StepRule = StepRule::PerSample { cap: 4.0 };
 
     /// Whether a row's step depends only on that row.
     pub fn is_batch_independent(&self) -> bool {
@@ -79,11 +85,11 @@ impl StepRule {
 
     fn validate(self) -> Result<Self> {
         if let StepRule::PerSample { cap } = self {
-            if !(cap.is_finite() && cap > 0.0 && cap <= 2.0) {
+            if !(cap.is_finite() && cap > 0.0) {
                 return Err(Error::param(
                     "cap",
                     cap,
-                    "must be in (0, 2] (multiples of σ(t)²; 2σ² is the stability bound)",
+                    "must be finite and > 0 (a multiple of the σ-rule's step)",
                 ));
             }
         }
@@ -98,7 +104,9 @@ impl StepRule {
 /// let c = LangevinCorrector::new(0.16).unwrap().steps(2).unwrap().rule(StepRule::Sigma).unwrap();
 /// assert_eq!(c.snr(), 0.16);
 /// assert!(LangevinCorrector::new(0.0).is_err());
-/// assert!(LangevinCorrector::new(0.1).unwrap().rule(StepRule::PerSample { cap: 3.0 }).is_err());
+/// assert!(LangevinCorrector::new(0.1).unwrap().rule(StepRule::PerSample { cap: 0.0 }).is_err());
+/// // cap · snr² ≥ 1 could exceed the stability bound:
+/// assert!(LangevinCorrector::new(0.6).unwrap().rule(StepRule::PER_SAMPLE).is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LangevinCorrector {
@@ -126,7 +134,20 @@ impl LangevinCorrector {
     /// Set the snr (`> 0`).
     pub fn with_snr(mut self, snr: f64) -> Result<Self> {
         self.snr = check_snr(snr)?;
+        self.check_cap()?;
         Ok(self)
+    }
+    fn check_cap(&self) -> Result<()> {
+        if let StepRule::PerSample { cap } = self.rule {
+            if cap * self.snr * self.snr >= 1.0 {
+                return Err(Error::param(
+                    "cap",
+                    cap,
+                    "cap · snr² must be < 1 (else a capped step can exceed the stability bound 2σ²)",
+                ));
+            }
+        }
+        Ok(())
     }
     /// Corrector steps per grid time (`≥ 1`).
     pub fn steps(mut self, steps: usize) -> Result<Self> {
@@ -143,6 +164,7 @@ impl LangevinCorrector {
     /// The step rule.
     pub fn rule(mut self, rule: StepRule) -> Result<Self> {
         self.rule = rule.validate()?;
+        self.check_cap()?;
         Ok(self)
     }
     /// The snr.
@@ -200,7 +222,7 @@ impl LangevinCorrector {
                     .for_each(|x, &s, &z| *x = *x + eps * s + c * z);
             }
             StepRule::PerSample { cap } => {
-                let max = F::lit(cap) * sigma * sigma;
+                let max = step_of_ratio(F::lit(cap.sqrt()) * sigma);
                 Zip::from(x.rows_mut())
                     .and(buf.score.rows())
                     .and(buf.noise.rows())
