@@ -98,10 +98,19 @@ fn score_time<F: Real>(t: F) -> Result<F> {
     if t.is_finite() && t >= F::zero() {
         Ok(t)
     } else {
-        Err(Error::param("score_time", t.as_f64(), "must be finite and >= 0"))
+        Err(Error::param(
+            "score_time",
+            t.as_f64(),
+            "must be finite and >= 0",
+        ))
     }
 }
-fn gaussian_init<F: Real>(n: usize, dim: usize, std: F, rng: &mut dyn RngCore) -> Result<Array2<F>> {
+fn gaussian_init<F: Real>(
+    n: usize,
+    dim: usize,
+    std: F,
+    rng: &mut dyn RngCore,
+) -> Result<Array2<F>> {
     if n == 0 || dim == 0 {
         return Err(Error::Empty {
             what: "initial batch (n or dim is 0)",
@@ -339,8 +348,8 @@ impl<F: Real, L: LogDensity<F>> Sampler<F> for Mala<F, L> {
                     let e = x - y - delta * s;
                     back = back + e * e;
                 });
-                let log_a = buf.rows[r] - lx[r] - back * quarter_over_delta
-                    + F::lit(0.5) * zr.dot(&zr);
+                let log_a =
+                    buf.rows[r] - lx[r] - back * quarter_over_delta + F::lit(0.5) * zr.dot(&zr);
                 let u = noise.uniform(r);
                 if u.ln() < log_a.as_f64() {
                     accepted += 1;
