@@ -17,6 +17,8 @@ use std::time::Duration;
 
 const STEPS: usize = 10;
 
+type Case<'a> = (&'static str, Box<dyn Sampler<f64>>, &'a dyn ScoreModel<f64>);
+
 fn bench_problem(c: &mut Criterion, name: &str, p0: GaussianMixture<f64>, n: usize) {
     let sde = VpSde::<f64>::default();
     let model = AnalyticScore::new(p0.clone(), *sde.schedule());
@@ -25,7 +27,7 @@ fn bench_problem(c: &mut Criterion, name: &str, p0: GaussianMixture<f64>, n: usi
     let dim = p0.dim();
     let grid = TimeGrid::uniform(sde.schedule(), STEPS).unwrap();
     let pc = |p: Predictor| Pc::new(sde.clone(), grid.clone()).unwrap().predictor(p);
-    let samplers: Vec<(&str, Box<dyn Sampler<f64>>, &dyn ScoreModel<f64>)> = vec![
+    let samplers: Vec<Case> = vec![
         ("em", Box::new(pc(Predictor::EulerMaruyama)), &model),
         (
             "reverse_diffusion",

@@ -203,8 +203,8 @@ impl LangevinCorrector {
                 Zip::from(buf.score.rows())
                     .and(buf.noise.rows())
                     .for_each(|s, z| {
-                        gn = gn + s.dot(&s).sqrt();
-                        zn = zn + z.dot(&z).sqrt();
+                        gn += s.dot(&s).sqrt();
+                        zn += z.dot(&z).sqrt();
                     });
                 let eps = step_of_ratio(zn / gn);
                 let c = (two * eps).sqrt();

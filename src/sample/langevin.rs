@@ -346,7 +346,7 @@ impl<F: Real, L: LogDensity<F>> Sampler<F> for Mala<F, L> {
                 let mut back = F::zero();
                 Zip::from(&xr).and(&yr).and(&syr).for_each(|&x, &y, &s| {
                     let e = x - y - delta * s;
-                    back = back + e * e;
+                    back += e * e;
                 });
                 let log_a =
                     buf.rows[r] - lx[r] - back * quarter_over_delta + F::lit(0.5) * zr.dot(&zr);
@@ -488,7 +488,7 @@ impl<F: Real> Sampler<F> for AnnealedLangevin<F> {
             model.score(x.view(), self.sigma_min, buf.score.view_mut())?;
             Zip::from(&mut x)
                 .and(&buf.score)
-                .for_each(|x, &s| *x = *x + sl2 * s);
+                .for_each(|x, &s| *x += sl2 * s);
             nfe += 1;
             observer.observe(k + 1, self.sigma_min, x.view())?;
         }

@@ -87,7 +87,7 @@ impl<F: Real> Buffers<F> {
 /// `x += c · z`, drawing `z` into the noise buffer first.
 pub(crate) fn add_noise<F: Real>(x: &mut Array2<F>, c: F, noise: &mut RowNoise, z: &mut Array2<F>) {
     noise.fill(z.view_mut());
-    Zip::from(x).and(&*z).for_each(|x, &z| *x = *x + c * z);
+    Zip::from(x).and(&*z).for_each(|x, &z| *x += c * z);
 }
 
 impl Predictor {
