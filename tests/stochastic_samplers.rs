@@ -990,6 +990,25 @@ fn measure_pc_bias_table() {
 
 #[test]
 #[ignore]
+fn measure_per_sample_caps() {
+    for (setup, n) in [(r16(), 10_000), (ring(), 50_000)] {
+        let reference = Reference::new(&setup.p0, vp().schedule(), T_EPS, n, 777).unwrap();
+        let fl = floor_of(&reference, n);
+        for cap in [1.0, 2.0] {
+            let c = LangevinCorrector::new(0.16).unwrap().rule(StepRule::PerSample { cap }).unwrap();
+            let s = pc(250).corrector(Corrector::Langevin(c));
+            let x = s.sample(&setup.model, n, setup.p0.dim(), &mut rng(2)).unwrap();
+            let r = reference.evaluate(x.samples.view()).unwrap();
+            println!(
+                "{} pc-em steps 250 snr 0.16 PerSample cap {cap}: gap {:+.4} excess {:+.4} sw1 {:.4} cov {:.4}",
+                setup.name, r.loglik_gap, r.loglik_gap - fl.gap_mean, r.sw1, r.cov_err_fro
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore]
 fn measure_em_convergence() {
     for (setup, n) in [(r16(), 5_000), (ring(), 20_000)] {
         let reference = Reference::new(&setup.p0, vp().schedule(), T_EPS, n, 777).unwrap();

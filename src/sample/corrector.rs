@@ -41,10 +41,14 @@
 //! `σ(t)²`. With the cap, `ε_n ≤ 2 α_i cap snr² σ² ≤ 2 α_i cap snr² v` in every direction, so
 //! ULA's stationary variance inflation `1/(1 − ε/(2v))` (the Gaussian case) is at most
 //! `1/(1 − α_i cap snr²)` and the step is stable (`ε < 2v`) whenever `cap · snr² < 1` —
-//! the σ-rule's guarantee at `snr √cap`. The default `cap = 4` (so at most 11 % variance
-//! inflation at snr 0.16) still lets a row take up to 4× the σ-rule step where its own
-//! norms say the local variance is larger than `σ²`, which is the point of per-sample
-//! norms; `cap · snr² ≥ 1` is rejected when the corrector is built.
+//! the σ-rule's guarantee at `snr √cap`. The default `cap = 1` never takes a larger step
+//! than the σ-rule, so it is never more biased than the σ-rule; it takes smaller steps
+//! where a row's own norms say its local variance is below `σ²`-scale (rows far from the
+//! data, where the score is large). Larger caps let rows step further where their local
+//! variance is larger, at a price: in 16 dimensions a few per cent of variance inflation
+//! per direction is already a large log-likelihood gap (measured in `docs/stochastic.md`:
+//! cap 4 at snr 0.16 gives +0.67 on rand16d). `cap · snr² ≥ 1` is rejected when the
+//! corrector is built.
 //!
 //! **Bias.** Langevin correction with a finite step is biased (ULA's stationary law is not
 //! `p_t`): at snr 0.16 score_sde's samples are over-dispersed — see `docs/stochastic.md`
@@ -75,8 +79,8 @@ pub enum StepRule {
 }
 
 impl StepRule {
-    /// Per-sample norms with the default cap: at most 4× the σ-rule's step.
-    pub const PER_SAMPLE: StepRule = StepRule::PerSample { cap: 4.0 };
+    /// Per-sample norms with the default cap 1: never a larger step than the σ-rule.
+    pub const PER_SAMPLE: StepRule = StepRule::PerSample { cap: 1.0 };
 
     /// Whether a row's step depends only on that row.
     pub fn is_batch_independent(&self) -> bool {
@@ -106,7 +110,7 @@ impl StepRule {
 /// assert!(LangevinCorrector::new(0.0).is_err());
 /// assert!(LangevinCorrector::new(0.1).unwrap().rule(StepRule::PerSample { cap: 0.0 }).is_err());
 /// // cap · snr² ≥ 1 could exceed the stability bound:
-/// assert!(LangevinCorrector::new(0.6).unwrap().rule(StepRule::PER_SAMPLE).is_err());
+/// assert!(LangevinCorrector::new(0.6).unwrap().rule(StepRule::PerSample { cap: 4.0 }).is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LangevinCorrector {
