@@ -9,7 +9,7 @@
 //! 10 000, and a future parallel split of the batch (DESIGN.md, "Rules of the house")
 //! cannot change a single bit.
 //!
-//! The generators are concrete [`Pcg64Mcg`](rand_pcg::Pcg64Mcg)s (16 bytes of state per
+//! The generators are concrete `rand_pcg::Pcg64Mcg`s (16 bytes of state per
 //! row, no virtual call per number); normal draws use rand_distr's ziggurat in `f64` and
 //! are rounded to `F` (which is what `rand_distr` does for `f32` too).
 

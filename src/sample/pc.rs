@@ -16,7 +16,7 @@
 //! `dt = −1/N`, overshooting `eps` by one step); the reverse-diffusion predictor and the
 //! corrector's `α_i` use the exact transition of the continuous schedule instead of a table
 //! of `N` discrete betas indexed by `int(t (N−1)/T)`; noise comes from per-row streams
-//! ([`RowNoise`](super::RowNoise)).
+//! ([`RowNoise`]).
 
 use super::corrector::{Corrector, LangevinCorrector, StepRule};
 use super::noise::RowNoise;

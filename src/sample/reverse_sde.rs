@@ -25,7 +25,7 @@
 //! bracket — both are first-order consistent).
 //!
 //! As in score_sde, the last step adds no noise: the sampler returns the mean of the last
-//! step. [`tweedie_step`] optionally replaces it by `x̂_0 = (x + σ² s(x, t_min))/α`
+//! step. `Pc::denoise` optionally replaces it by `x̂_0 = (x + σ² s(x, t_min))/α`
 //! (one more score call, counted in the NFE).
 
 use super::noise::RowNoise;
