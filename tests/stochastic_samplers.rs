@@ -875,9 +875,10 @@ fn bad_input_is_a_typed_error() {
 
 #[test]
 fn nan_model_stops_with_diverged_naming_the_step() {
-    // NaN once t < 0.5: with a 10-step uniform grid on [1e-3, 1], grid step 6 (from
-    // t = 0.5005 to 0.4006) is the first to evaluate the model there... the corrector of
-    // step 7 (at t = 0.4006) for PC, so step 7 is the first whose state is NaN.
+    // The model returns NaN for t < 0.5. On a 10-step uniform grid on [1e-3, 1] the first
+    // grid time below 0.5 is times[first]; grid step first + 1 (1-based) starts there, so
+    // its score call — predictor, or the corrector before it — is the first to return NaN
+    // and its state the first that is non-finite: FiniteCheck names that step and its t.
     let nan_below = |t_nan: f64| {
         ScoreFn::new(
             move |x: ndarray::ArrayView2<f64>, t: f64, mut o: ndarray::ArrayViewMut2<f64>| {
@@ -995,13 +996,22 @@ fn measure_per_sample_caps() {
         let reference = Reference::new(&setup.p0, vp().schedule(), T_EPS, n, 777).unwrap();
         let fl = floor_of(&reference, n);
         for cap in [1.0, 2.0] {
-            let c = LangevinCorrector::new(0.16).unwrap().rule(StepRule::PerSample { cap }).unwrap();
+            let c = LangevinCorrector::new(0.16)
+                .unwrap()
+                .rule(StepRule::PerSample { cap })
+                .unwrap();
             let s = pc(250).corrector(Corrector::Langevin(c));
-            let x = s.sample(&setup.model, n, setup.p0.dim(), &mut rng(2)).unwrap();
+            let x = s
+                .sample(&setup.model, n, setup.p0.dim(), &mut rng(2))
+                .unwrap();
             let r = reference.evaluate(x.samples.view()).unwrap();
             println!(
                 "{} pc-em steps 250 snr 0.16 PerSample cap {cap}: gap {:+.4} excess {:+.4} sw1 {:.4} cov {:.4}",
-                setup.name, r.loglik_gap, r.loglik_gap - fl.gap_mean, r.sw1, r.cov_err_fro
+                setup.name,
+                r.loglik_gap,
+                r.loglik_gap - fl.gap_mean,
+                r.sw1,
+                r.cov_err_fro
             );
         }
     }

@@ -42,12 +42,14 @@
 //! ULA's stationary variance inflation `1/(1 − ε/(2v))` (the Gaussian case) is at most
 //! `1/(1 − α_i cap snr²)` and the step is stable (`ε < 2v`) whenever `cap · snr² < 1` —
 //! the σ-rule's guarantee at `snr √cap`. The default `cap = 1` never takes a larger step
-//! than the σ-rule, so it is never more biased than the σ-rule; it takes smaller steps
+//! than the σ-rule (so its discretisation bias is never larger); it takes smaller steps
 //! where a row's own norms say its local variance is below `σ²`-scale (rows far from the
-//! data, where the score is large). Larger caps let rows step further where their local
-//! variance is larger, at a price: in 16 dimensions a few per cent of variance inflation
-//! per direction is already a large log-likelihood gap (measured in `docs/stochastic.md`:
-//! cap 4 at snr 0.16 gives +0.67 on rand16d). `cap · snr² ≥ 1` is rejected when the
+//! data, where the score is large). Note that any state-dependent step is biased in
+//! principle: `dx = ε(x) ∇log p dt + √(2ε(x)) dW` has stationary density `∝ p/ε`, which
+//! over-weights the tails where the score is large and the step small (measured in
+//! `docs/stochastic.md`: +0.075 on rand16d at snr 0.16 with cap 1, where the σ-rule gives
+//! −0.005). Prefer [`StepRule::Sigma`] for batch independence; `PerSample` is for parity
+//! experiments with the literal rule, made safe. `cap · snr² ≥ 1` is rejected when the
 //! corrector is built.
 //!
 //! **Bias.** Langevin correction with a finite step is biased (ULA's stationary law is not

@@ -220,7 +220,8 @@ impl<F: Real> Sampler<F> for Ula<F> {
 ///
 /// `π` is the [`LogDensity`]; `s` is the score model at [`Mala::score_time`] and must be
 /// `∇ log π`. One score call per step plus one at the start (NFE = `steps + 1`); log-density
-/// calls are not counted. [`Run::acceptance_rate`] reports the fraction of accepted
+/// calls are not counted (the sampler's own buffers are made once per run; the
+/// `GaussianMixture` log-density makes a small workspace per call). [`Run::acceptance_rate`] reports the fraction of accepted
 /// proposals over all rows and steps. Each row's Metropolis uniform comes from its own
 /// stream, so rows are independent chains. A proposal whose score is non-finite stops the
 /// run with [`Error::Diverged`] (step 0 for the initial state).
