@@ -128,3 +128,15 @@ pub fn check_initial<F: Real>(model: &dyn ScoreModel<F>, x: &ArrayView2<F>) -> R
     }
     check::finite("initial batch", x)
 }
+
+pub mod corrector;
+pub mod langevin;
+pub mod noise;
+pub mod pc;
+pub mod reverse_sde;
+
+pub use corrector::{Corrector, LangevinCorrector, StepRule};
+pub use langevin::{AnnealedLangevin, LogDensity, Mala, Ula};
+pub use noise::RowNoise;
+pub use pc::Pc;
+pub use reverse_sde::Predictor;
