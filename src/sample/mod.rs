@@ -13,6 +13,16 @@ use ndarray::{Array2, ArrayView2};
 use rand::RngCore;
 use std::fmt::Debug;
 
+pub mod ddim;
+pub mod dpm_solver;
+pub mod edm;
+pub mod ode;
+
+pub use ddim::Ddim;
+pub use dpm_solver::{DpmSolverPp, DpmVariant, ThirdOrder};
+pub use edm::{EdmHeun, EulerAncestral};
+pub use ode::{Dopri5, FixedMethod, OdeRhs, OdeSolver, OdeStats, PfOdeRhs, ProbabilityFlow};
+
 /// The outcome of a sampler run.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
