@@ -181,7 +181,10 @@ pub fn integrate_fixed<F: Real>(
     let dir = times[1] - times[0];
     for w in times.windows(2) {
         let d = w[1] - w[0];
-        if !(w[0].is_finite() && w[1].is_finite()) || d == F::zero() || (d > F::zero()) != (dir > F::zero()) {
+        if !(w[0].is_finite() && w[1].is_finite())
+            || d == F::zero()
+            || (d > F::zero()) != (dir > F::zero())
+        {
             return Err(Error::param(
                 "times",
                 w[1].as_f64(),
@@ -382,7 +385,11 @@ impl<F: Real> Dopri5<F> {
     /// The PI controller's β (Hairer's `beta`, in `[0, 0.2)`; 0 gives the classic I controller).
     pub fn pi_beta(mut self, beta: F) -> Result<Self> {
         if !(beta.is_finite() && beta >= F::zero() && beta < F::lit(0.2)) {
-            return Err(Error::param("pi_beta", beta.as_f64(), "must be in [0, 0.2)"));
+            return Err(Error::param(
+                "pi_beta",
+                beta.as_f64(),
+                "must be in [0, 0.2)",
+            ));
         }
         self.beta = beta;
         Ok(self)
@@ -408,7 +415,7 @@ impl<F: Real> Dopri5<F> {
                 s += q * q;
             }
             let r = (s / dd).sqrt();
-            if !(r <= worst) {
+            if r.is_nan() || r > worst {
                 worst = r; // NaN propagates
             }
         }
@@ -448,7 +455,8 @@ impl<F: Real> Dopri5<F> {
         let d = x.ncols();
         let dim = x.raw_dim();
         let z = || Array2::<F>::zeros(dim);
-        let (mut k1, mut k2, mut k3, mut k4, mut k5, mut k6, mut k7) = (z(), z(), z(), z(), z(), z(), z());
+        let (mut k1, mut k2, mut k3, mut k4, mut k5, mut k6, mut k7) =
+            (z(), z(), z(), z(), z(), z(), z());
         let (mut yt, mut yn) = (z(), z());
         let l = F::lit;
 
@@ -468,7 +476,12 @@ impl<F: Real> Dopri5<F> {
                     l(0.01) * d0 / d1
                 };
                 h0 = h0.min(span);
-                lincomb(slice_mut(&mut yt), slice(x), dir * h0, &[(F::one(), slice(&k1))]);
+                lincomb(
+                    slice_mut(&mut yt),
+                    slice(x),
+                    dir * h0,
+                    &[(F::one(), slice(&k1))],
+                );
                 rhs.eval(t + dir * h0, yt.view(), k2.view_mut())?;
                 stats.nfe += 1;
                 Zip::from(&mut k3)
@@ -483,7 +496,11 @@ impl<F: Real> Dopri5<F> {
                     (l(0.01) / m).powf(l(0.2))
                 };
                 let h = (l(100.0) * h0).min(h1).min(span);
-                if h.is_finite() && h > F::zero() { h } else { l(1e-6).min(span) }
+                if h.is_finite() && h > F::zero() {
+                    h
+                } else {
+                    l(1e-6).min(span)
+                }
             }
         } * dir;
 
@@ -524,7 +541,11 @@ impl<F: Real> Dopri5<F> {
                 slice_mut(&mut yt),
                 y,
                 h,
-                &[(l(A41), slice(&k1)), (l(A42), slice(&k2)), (l(A43), slice(&k3))],
+                &[
+                    (l(A41), slice(&k1)),
+                    (l(A42), slice(&k2)),
+                    (l(A43), slice(&k3)),
+                ],
             );
             rhs.eval(t + l(C4) * h, yt.view(), k4.view_mut())?;
             lincomb(
@@ -586,7 +607,9 @@ impl<F: Real> Dopri5<F> {
             }
             let fac11 = err.powf(expo1);
             if err <= F::one() {
-                let fac = (fac11 / err_old.powf(self.beta) / self.safety).max(fac_lo).min(fac_hi);
+                let fac = (fac11 / err_old.powf(self.beta) / self.safety)
+                    .max(fac_lo)
+                    .min(fac_hi);
                 let mut h_new = h / fac;
                 err_old = err.max(l(1e-4));
                 std::mem::swap(x, &mut yn);
