@@ -66,11 +66,11 @@ fn observe_scaled<F: Real>(
 /// use rand::SeedableRng;
 /// let sde = VpSde::<f64>::default();
 /// let model = AnalyticScore::new(problems::ring2d(), *sde.schedule());
-/// let grid = TimeGrid::karras(sde.schedule(), 8, 7.0).unwrap();
+/// let grid = TimeGrid::karras(sde.schedule(), 25, 7.0).unwrap();
 /// let heun = EdmHeun::new(sde.clone(), grid.clone()).unwrap();
 /// let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
 /// let run = heun.sample(&model, 500, 2, &mut rng).unwrap();
-/// assert_eq!(run.nfe, 16);
+/// assert_eq!(run.nfe, 50);
 /// let r = run.samples.rows().into_iter().map(|r| r.dot(&r).sqrt()).sum::<f64>() / 500.0;
 /// assert!((r - 4.0).abs() < 0.2);
 /// assert!(EdmHeun::new(sde, grid).unwrap().churn(-1.0).is_err());
