@@ -629,7 +629,7 @@ impl<F: Real> Dopri5<F> {
             } else {
                 stats.rejected += 1;
                 rejected_last = true;
-                h = h / fac_hi.min(fac11 / self.safety);
+                h /= fac_hi.min(fac11 / self.safety);
             }
         }
     }
