@@ -374,45 +374,16 @@ fn main() -> Result<()> {
         },
     ];
     if confirm {
-        table = vec![
-            Config {
-                kind: Kind::Dpm {
-                    order: 3,
-                    lof: true,
-                },
-                grid: Grid::Power(2.0),
-                denoise: false,
-            },
-            Config {
-                kind: Kind::Dpm {
-                    order: 3,
-                    lof: true,
-                },
-                grid: Grid::Power(2.0),
-                denoise: true,
-            },
-            Config {
-                kind: Kind::Dpm {
-                    order: 3,
-                    lof: false,
-                },
-                grid: Grid::Power(2.25),
-                denoise: false,
-            },
-            Config {
-                kind: Kind::Dpm3Diffusers,
-                grid: Grid::Power(2.0),
-                denoise: false,
-            },
-            Config {
-                kind: Kind::Dpm {
-                    order: 2,
-                    lof: true,
-                },
-                grid: Grid::Power(2.0),
-                denoise: false,
-            },
-        ];
+        table.clear();
+        for p in [1.9, 2.0, 2.1] {
+            for lof in [true, false] {
+                table.push(Config {
+                    kind: Kind::Dpm { order: 3, lof },
+                    grid: Grid::Power(p),
+                    denoise: false,
+                });
+            }
+        }
     } else if focus {
         table.clear();
         for p in [1.5, 1.75, 2.0, 2.25] {
