@@ -198,7 +198,7 @@ impl<F: Real> Sampler<F> for Ula<F> {
             model.score(x.view(), self.t, buf.score.view_mut())?;
             noise.fill(buf.noise.view_mut());
             langevin_update(&mut x, self.step, &buf);
-            observer.observe(k + 1, self.t, x.view())?;
+            crate::observe::after_step(observer, k + 1, self.t, &mut x)?;
         }
         Ok(Run::new(x, self.steps, self.steps))
     }
@@ -359,7 +359,7 @@ impl<F: Real, L: LogDensity<F>> Sampler<F> for Mala<F, L> {
                     lx[r] = buf.rows[r];
                 }
             }
-            observer.observe(k + 1, t, x.view())?;
+            crate::observe::after_step(observer, k + 1, t, &mut x)?;
         }
         let rate = accepted as f64 / (n as f64 * self.steps as f64);
         Ok(Run::new(x, self.steps + 1, self.steps).with_acceptance_rate(rate))
@@ -481,7 +481,7 @@ impl<F: Real> Sampler<F> for AnnealedLangevin<F> {
                 noise.fill(buf.noise.view_mut());
                 langevin_update(&mut x, delta, &buf);
                 k += 1;
-                observer.observe(k, sigma, x.view())?;
+                crate::observe::after_step(observer, k, sigma, &mut x)?;
             }
         }
         let mut nfe = k;
@@ -491,7 +491,7 @@ impl<F: Real> Sampler<F> for AnnealedLangevin<F> {
                 .and(&buf.score)
                 .for_each(|x, &s| *x += sl2 * s);
             nfe += 1;
-            observer.observe(k + 1, self.sigma_min, x.view())?;
+            crate::observe::after_step(observer, k + 1, self.sigma_min, &mut x)?;
         }
         Ok(Run::new(x, nfe, k))
     }

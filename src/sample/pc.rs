@@ -178,13 +178,13 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for Pc<F, S> {
                 &self.sde, model, &mut x, t, t_next, last, &mut noise, &mut buf,
             )?;
             nfe += 1;
-            observer.observe(i + 1, t_next, x.view())?;
+            crate::observe::after_step(observer, i + 1, t_next, &mut x)?;
         }
         if self.denoise {
             let t_end = self.grid.times()[steps];
             tweedie_step(&self.sde, model, &mut x, t_end, &mut buf)?;
             nfe += 1;
-            observer.observe(steps + 1, t_end, x.view())?;
+            crate::observe::after_step(observer, steps + 1, t_end, &mut x)?;
         }
         Ok(Run::new(x, nfe, steps))
     }
