@@ -44,3 +44,21 @@ pub(crate) fn finite_scalar<F: Real>(name: &'static str, v: F) -> Result<()> {
     }
     Ok(())
 }
+
+/// `v` if it is finite and `> 0`, else [`Error::InvalidParameter`] naming it.
+pub(crate) fn positive<F: Real>(name: &'static str, v: F) -> Result<F> {
+    if v.is_finite() && v > F::zero() {
+        Ok(v)
+    } else {
+        Err(Error::param(name, v.as_f64(), "must be finite and > 0"))
+    }
+}
+
+/// `v` if it lies in `[0, 1]`, else [`Error::InvalidParameter`] naming it.
+pub(crate) fn unit_interval<F: Real>(name: &'static str, v: F) -> Result<F> {
+    if v.is_finite() && v >= F::zero() && v <= F::one() {
+        Ok(v)
+    } else {
+        Err(Error::param(name, v.as_f64(), "must be in [0, 1]"))
+    }
+}

@@ -179,13 +179,7 @@ fn check_range<F: Real>(t_min: F, t_max: F) -> Result<()> {
     Ok(())
 }
 
-fn positive<F: Real>(name: &'static str, v: F) -> Result<F> {
-    if v.is_finite() && v > F::zero() {
-        Ok(v)
-    } else {
-        Err(Error::param(name, v.as_f64(), "must be finite and > 0"))
-    }
-}
+use crate::check::positive;
 
 // ---------------------------------------------------------------- VP linear
 

@@ -103,10 +103,7 @@ impl<F: Real, S: MarginalSde<F>> Ddim<F, S> {
     }
     /// Set `η ∈ [0, 1]` (0: deterministic, 1: ancestral).
     pub fn eta(mut self, eta: F) -> Result<Self> {
-        if !(eta.is_finite() && eta >= F::zero() && eta <= F::one()) {
-            return Err(Error::param("eta", eta.as_f64(), "must be in [0, 1]"));
-        }
-        self.eta = eta;
+        self.eta = crate::check::unit_interval("eta", eta)?;
         Ok(self)
     }
     /// After the last step, replace the state by its Tweedie denoise `x̂₀` (one more NFE).

@@ -122,14 +122,7 @@ impl<F: Real, S: MarginalSde<F>> EdmHeun<F, S> {
     }
     /// `S_noise > 0`: the scale of the re-injected noise (1.007 in the paper's ImageNet runs).
     pub fn s_noise(mut self, s_noise: F) -> Result<Self> {
-        if !(s_noise.is_finite() && s_noise > F::zero()) {
-            return Err(Error::param(
-                "s_noise",
-                s_noise.as_f64(),
-                "must be finite and > 0",
-            ));
-        }
-        self.s_noise = s_noise;
+        self.s_noise = crate::check::positive("s_noise", s_noise)?;
         Ok(self)
     }
     /// After the last step, replace the state by its Tweedie denoise `x̂₀` (one more NFE).
@@ -279,22 +272,12 @@ impl<F: Real, S: MarginalSde<F>> EulerAncestral<F, S> {
     }
     /// `η ∈ [0, 1]`: the fraction of the ancestral noise.
     pub fn eta(mut self, eta: F) -> Result<Self> {
-        if !(eta.is_finite() && eta >= F::zero() && eta <= F::one()) {
-            return Err(Error::param("eta", eta.as_f64(), "must be in [0, 1]"));
-        }
-        self.eta = eta;
+        self.eta = crate::check::unit_interval("eta", eta)?;
         Ok(self)
     }
     /// `S_noise > 0`: scale of the added noise.
     pub fn s_noise(mut self, s_noise: F) -> Result<Self> {
-        if !(s_noise.is_finite() && s_noise > F::zero()) {
-            return Err(Error::param(
-                "s_noise",
-                s_noise.as_f64(),
-                "must be finite and > 0",
-            ));
-        }
-        self.s_noise = s_noise;
+        self.s_noise = crate::check::positive("s_noise", s_noise)?;
         Ok(self)
     }
     /// After the last step, replace the state by its Tweedie denoise `x̂₀` (one more NFE).

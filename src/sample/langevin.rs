@@ -81,13 +81,7 @@ impl<F: Real, L: LogDensity<F> + ?Sized> LogDensity<F> for std::sync::Arc<L> {
     }
 }
 
-fn positive<F: Real>(name: &'static str, v: F) -> Result<F> {
-    if v.is_finite() && v > F::zero() {
-        Ok(v)
-    } else {
-        Err(Error::param(name, v.as_f64(), "must be finite and > 0"))
-    }
-}
+use crate::check::positive;
 fn nonzero_steps(name: &'static str, n: usize) -> Result<usize> {
     if n == 0 {
         return Err(Error::param(name, 0.0, "must be at least 1"));

@@ -315,13 +315,7 @@ pub struct Dopri5<F> {
     beta: F,
 }
 
-fn positive<F: Real>(name: &'static str, v: F) -> Result<F> {
-    if v.is_finite() && v > F::zero() {
-        Ok(v)
-    } else {
-        Err(Error::param(name, v.as_f64(), "must be finite and > 0"))
-    }
-}
+use crate::check::positive;
 
 // Dormand–Prince 5(4) tableau.
 const C2: f64 = 1.0 / 5.0;
