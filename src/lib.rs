@@ -21,6 +21,7 @@
 //! | [`metrics`] | mean/covariance error, component weights, sliced W1, log-likelihood gap |
 //! | [`observe`] | per-step hooks: non-finite checks, trajectories |
 //! | [`tweedie`] | denoising by Tweedie's formula |
+//! | [`condition`] | classifier and classifier-free guidance, imputation/inpainting, linear inverse problems |
 //!
 //! ## Example: the forward process of the 2-D ring, exactly and by Monte Carlo
 //!
@@ -42,6 +43,7 @@
 #![allow(clippy::needless_range_loop)]
 
 mod check;
+pub mod condition;
 pub mod error;
 pub mod float;
 pub mod gmm;
@@ -65,6 +67,10 @@ pub use sde::ForwardSde;
 
 /// The names most programs need, in one import.
 pub mod prelude {
+    pub use crate::condition::{
+        ClassifierFree, ClassifierGradient, ClassifierGuidance, ConditionalScore, Imputation,
+        MixtureClassifier,
+    };
     pub use crate::error::{Error, Result};
     pub use crate::float::Real;
     pub use crate::gmm::{AnalyticScore, GaussianMixture, MixtureSpec, problems};
