@@ -305,6 +305,13 @@ fn inpainting_rand16d_half_observed_against_the_exact_conditional() {
     let m1_err = l2(&(&m1 - &cond.means().row(1)));
     let c1_rel = fro(&(&c1 - &c_exact)) / fro(&c_exact);
     println!("within mode 1: mean err {m1_err:.4} cov rel err {c1_rel:.4} (rows {})", rows.len());
+    // Within the right mode the shape is close but also biased: measured over 4 seeds and
+    // (N, steps) = (1000, 250), (2000, 500): mean error 0.32–0.38 (a shift of ≈ −0.2 in free
+    // coordinates 9, 12, 13) against an exact-sample floor of 0.02–0.06; covariance relative
+    // error 0.14–0.21 against a floor of 0.06–0.10. Bands: the measured range widened by the
+    // floor's spread.
+    assert!((0.25..=0.45).contains(&m1_err), "within-mode mean err {m1_err}");
+    assert!(c1_rel < 0.30, "within-mode cov rel err {c1_rel}");
     // Baseline: the same sampler with the exact conditional score (8-D conditional mixture)
     // is within Monte-Carlo error — the bias above is the method's, not the sampler's.
     let xe = reverse_em(&AnalyticScore::new(cond.clone(), vp), &sde, steps, n, 8, 0, &mut NoObserver);
@@ -411,7 +418,17 @@ fn imputation_in_an_orthogonal_basis_matches_the_rotated_conditional() {
         assert!((row[1] - yv).abs() < 1e-12);
     }
     let tv = 0.5 * (&h - &cond.weights()).mapv(f64::abs).sum();
-    println!("rotated tv {tv}");
+    // Exact weights (0.61, 0.39) on components 2 and 3. Replacement measured over 4 seeds
+    // and 200/800 steps: component 2 gets 0.469–0.516 and component 1 (weight ≈ 4e-10)
+    // 0.025–0.051, TV 0.09–0.14 — the method's bias, as in the data basis (docs/conditioning.md).
+    // SE of a fraction at n = 1000 is ≤ 0.016: the bands are ≈ ±3 SE around the measurements.
+    assert!((0.42..=0.56).contains(&h[2]), "hist {h}");
+    assert!((0.06..=0.19).contains(&tv), "tv {tv}");
+    // Baseline: the same sampler with the exact conditional score of u₀ is unbiased
+    // (0.585–0.634 measured): within 4 SE of 0.61.
+    let xe = reverse_em(&AnalyticScore::new(cond.clone(), vp), &sde, 200, 1000, 1, 3, &mut NoObserver);
+    let he = hist(xe.view(), &cond);
+    assert!((he[2] - cond.weights()[2]).abs() < 0.062, "exact-score hist {he}");
 }
 
 // ------------------------------------------------------------------ linear-Gaussian posterior
@@ -628,9 +645,10 @@ fn bad_input_gives_typed_errors() {
     ));
 }
 
+/// Reproduces the bias table of docs/conditioning.md (slow: run with `--ignored --nocapture`).
 #[test]
 #[ignore]
-fn explore() {
+fn measure_replacement_bias() {
     let vp = VpLinear::<f64>::default();
     let sde = VpSde::<f64>::default();
     let gm = problems::rand16d::<f64>();
@@ -641,32 +659,38 @@ fn explore() {
     let typical = gm.sample(1, &mut rng(5)).unwrap().row(0).to_owned();
     let ys = vec![
         ("typical", Array1::from_iter(obs.iter().map(|&j| typical[j]))),
-        ("midpoint03", Array1::from_iter(obs.iter().map(|&j| 0.5 * mu[[0, j]] + 0.5 * mu[[3, j]]))),
+        ("midpoint 0-3", Array1::from_iter(obs.iter().map(|&j| 0.5 * mu[[0, j]] + 0.5 * mu[[3, j]]))),
     ];
+    println!("| y | method | steps | seed | weights (hist) | TV | mean err | cov rel err |");
+    println!("|---|---|---|---|---|---|---|---|");
     for (name, y) in &ys {
         let (cond, free) = gm.condition(&obs, y.view()).unwrap();
-        println!("{name}: cond weights {}", cond.weights());
+        println!("| {name} | exact | | | {:.3} | | | |", cond.weights());
         let mut full = Array1::<f64>::from_elem(16, f64::NAN);
-        for (j, &o) in obs.iter().enumerate() { full[o] = y[j]; }
+        full.slice_mut(s![0..8]).assign(y);
+        let exact_cov = cond.covariance();
+        let row = |x: ArrayView2<f64>, what: &str, steps: usize, seed: u64| {
+            let (m, c) = moments(x);
+            let h = hist(x, &cond);
+            println!(
+                "| {name} | {what} | {steps} | {seed} | {h:.3} | {:.3} | {:.3} | {:.3} |",
+                0.5 * (&h - &cond.weights()).mapv(f64::abs).sum(),
+                l2(&(&m - &cond.mean())),
+                fro(&(&c - &exact_cov)) / fro(&exact_cov)
+            );
+        };
         for &steps in &[250usize, 500, 1000] {
-        for seed in 0..2u64 {
-            let mut imp = Imputation::new(vp, &mask, full.view(), 100 + seed).unwrap();
-            let x = reverse_em(&model, &sde, steps, 2000, 16, seed, &mut imp);
-            let xf = x.select(Axis(1), &free);
-            let (m, c) = moments(xf.view());
-            let h = hist(xf.view(), &cond);
-            let exact_cov = cond.covariance();
-            println!("  repl steps {steps} seed {seed}: mean err {:.4} cov err rel {:.4} tv {:.4} hist {:.3}  obs max dev {:.2e}", l2(&(&m - &cond.mean())), fro(&(&c - &exact_cov))/fro(&exact_cov), 0.5*(&h - &cond.weights()).mapv(f64::abs).sum(), h, max_abs(&(&x.select(Axis(1), &obs) - &y.view().insert_axis(Axis(0)))));
-            let cm = AnalyticScore::new(cond.clone(), vp);
-            let xe = reverse_em(&cm, &sde, steps, 2000, 8, seed, &mut NoObserver);
-            let (m, c) = moments(xe.view());
-            let h = hist(xe.view(), &cond);
-            println!("  exact-score steps {steps} seed {seed}: mean err {:.4} cov err rel {:.4} tv {:.4}", l2(&(&m - &cond.mean())), fro(&(&c - &exact_cov))/fro(&exact_cov), 0.5*(&h - &cond.weights()).mapv(f64::abs).sum());
-            let xs = cond.sample(2000, &mut rng(50 + seed)).unwrap();
-            let (m, c) = moments(xs.view());
-            let h = hist(xs.view(), &cond);
-            println!("  exact samples seed {seed}: mean err {:.4} cov err rel {:.4} tv {:.4}", l2(&(&m - &cond.mean())), fro(&(&c - &exact_cov))/fro(&exact_cov), 0.5*(&h - &cond.weights()).mapv(f64::abs).sum());
+            for seed in 0..2u64 {
+                let mut imp = Imputation::new(vp, &mask, full.view(), 100 + seed).unwrap();
+                let x = reverse_em(&model, &sde, steps, 2000, 16, seed, &mut imp);
+                row(x.select(Axis(1), &free).view(), "replacement", steps, seed);
+                let cm = AnalyticScore::new(cond.clone(), vp);
+                let xe = reverse_em(&cm, &sde, steps, 2000, 8, seed, &mut NoObserver);
+                row(xe.view(), "exact score", steps, seed);
+            }
         }
+        for seed in 0..2u64 {
+            row(cond.sample(2000, &mut rng(50 + seed)).unwrap().view(), "exact samples", 0, seed);
         }
     }
 }
