@@ -62,7 +62,11 @@ fn exact_classifier_guidance_with_w1_is_the_component_score() {
     for gm in [problems::ring2d::<f64>(), problems::rand16d::<f64>()] {
         let model = AnalyticScore::new(gm.clone(), vp);
         let clf = MixtureClassifier::new(gm.clone(), vp);
-        let x = gm.diffuse(&vp, 0.5).unwrap().sample(32, &mut rng(1)).unwrap();
+        let x = gm
+            .diffuse(&vp, 0.5)
+            .unwrap()
+            .sample(32, &mut rng(1))
+            .unwrap();
         for k in 0..gm.n_components() {
             let guided = ClassifierGuidance::new(&model, &clf, k, 1.0).unwrap();
             let comp = GaussianMixture::gaussian(
@@ -177,7 +181,12 @@ fn guided_sampling_on_the_ring_draws_only_the_requested_component_and_w_above_1_
     let (m4, c4) = moments(x4.view());
     let (tr1, tr4) = (c[[0, 0]] + c[[1, 1]], c4[[0, 0]] + c4[[1, 1]]);
     assert!(tr4 < 0.97 * tr1, "trace cov w=4 {tr4} vs w=1 {tr1}");
-    assert!(l2(&m4) > l2(&m) + 0.03, "radius w=4 {} vs w=1 {}", l2(&m4), l2(&m));
+    assert!(
+        l2(&m4) > l2(&m) + 0.03,
+        "radius w=4 {} vs w=1 {}",
+        l2(&m4),
+        l2(&m)
+    );
     assert_eq!(hist(x4.view(), &ring)[k], 1.0);
 }
 
@@ -193,13 +202,29 @@ fn classifier_free_guidance_w1_is_the_conditional_and_w0_the_unconditional_bit_f
     let direct_c = reverse_em(&cond, &sde, 100, n, 2, 21, &mut NoObserver);
     let direct_u = reverse_em(&uncond, &sde, 100, n, 2, 21, &mut NoObserver);
     for phi in [0.0, 0.7] {
-        let c1 = ClassifierFree::switch(&exact, 6, 1.0).unwrap().rescale(phi).unwrap();
-        let c0 = ClassifierFree::new(&uncond, &cond, 0.0).unwrap().rescale(phi).unwrap();
-        assert_eq!(reverse_em(&c1, &sde, 100, n, 2, 21, &mut NoObserver), direct_c);
-        assert_eq!(reverse_em(&c0, &sde, 100, n, 2, 21, &mut NoObserver), direct_u);
+        let c1 = ClassifierFree::switch(&exact, 6, 1.0)
+            .unwrap()
+            .rescale(phi)
+            .unwrap();
+        let c0 = ClassifierFree::new(&uncond, &cond, 0.0)
+            .unwrap()
+            .rescale(phi)
+            .unwrap();
+        assert_eq!(
+            reverse_em(&c1, &sde, 100, n, 2, 21, &mut NoObserver),
+            direct_c
+        );
+        assert_eq!(
+            reverse_em(&c0, &sde, 100, n, 2, 21, &mut NoObserver),
+            direct_u
+        );
     }
     // Other scales: s_u + w (s_c − s_u) to round-off, for one model switched or two models.
-    let x = ring.diffuse(&vp, 0.4).unwrap().sample(64, &mut rng(3)).unwrap();
+    let x = ring
+        .diffuse(&vp, 0.4)
+        .unwrap()
+        .sample(64, &mut rng(3))
+        .unwrap();
     let (mut su, mut sc, mut sg) = (
         Array2::zeros(x.raw_dim()),
         Array2::zeros(x.raw_dim()),
@@ -224,14 +249,19 @@ fn guidance_rescale_on_scores_equals_lin_et_al_on_noise_predictions() {
     let (t, w, phi) = (0.3, 5.0, 0.7);
     let sigma = vp.sigma(t);
     let x = gm.diffuse(&vp, t).unwrap().sample(16, &mut rng(4)).unwrap();
-    let cfg = ClassifierFree::switch(&exact, 2, w).unwrap().rescale(phi).unwrap();
+    let cfg = ClassifierFree::switch(&exact, 2, w)
+        .unwrap()
+        .rescale(phi)
+        .unwrap();
     let mut s = Array2::zeros(x.raw_dim());
     cfg.score(x.view(), t, s.view_mut()).unwrap();
     // Lin et al. 2023, eq. 15–16 on ε = −σ s, with torch's unbiased std as in diffusers.
     let mut su = Array2::zeros(x.raw_dim());
     let mut sc = Array2::zeros(x.raw_dim());
     exact.score_given(x.view(), t, None, su.view_mut()).unwrap();
-    exact.score_given(x.view(), t, Some(2), sc.view_mut()).unwrap();
+    exact
+        .score_given(x.view(), t, Some(2), sc.view_mut())
+        .unwrap();
     let (eu, ec) = (&su * -sigma, &sc * -sigma);
     let std1 = |r: ndarray::ArrayView1<f64>| r.std(1.0);
     for i in 0..x.nrows() {
@@ -239,17 +269,25 @@ fn guidance_rescale_on_scores_equals_lin_et_al_on_noise_predictions() {
         let resc = &cfg_e * (std1(ec.row(i)) / std1(cfg_e.view()));
         let fin = &resc * phi + &cfg_e * (1.0 - phi);
         let ours = &s.row(i) * -sigma;
-        let err = (&fin - &ours).mapv(f64::abs).fold(0.0_f64, |a, &b| a.max(b));
+        let err = (&fin - &ours)
+            .mapv(f64::abs)
+            .fold(0.0_f64, |a, &b| a.max(b));
         // Same quantity computed in a different order: round-off relative to |ε| ≲ 1e2.
         assert!(err < 1e-10, "row {i}: {err}");
         // φ = 1 would restore the conditional's spread exactly; here the spread moved
         // from the guided one towards it.
     }
-    let full = ClassifierFree::switch(&exact, 2, w).unwrap().rescale(1.0).unwrap();
+    let full = ClassifierFree::switch(&exact, 2, w)
+        .unwrap()
+        .rescale(1.0)
+        .unwrap();
     full.score(x.view(), t, s.view_mut()).unwrap();
     for i in 0..x.nrows() {
         let (a, b) = (s.row(i).std(0.0), sc.row(i).std(0.0));
-        assert!((a - b).abs() < 1e-12 * b.max(1.0), "row {i}: std {a} vs {b}");
+        assert!(
+            (a - b).abs() < 1e-12 * b.max(1.0),
+            "row {i}: std {a} vs {b}"
+        );
     }
 }
 
@@ -304,17 +342,31 @@ fn inpainting_rand16d_half_observed_against_the_exact_conditional() {
     let c_exact = cond.covs().index_axis(Axis(0), 1).to_owned();
     let m1_err = l2(&(&m1 - &cond.means().row(1)));
     let c1_rel = fro(&(&c1 - &c_exact)) / fro(&c_exact);
-    println!("within mode 1: mean err {m1_err:.4} cov rel err {c1_rel:.4} (rows {})", rows.len());
+    println!(
+        "within mode 1: mean err {m1_err:.4} cov rel err {c1_rel:.4} (rows {})",
+        rows.len()
+    );
     // Within the right mode the shape is close but also biased: measured over 4 seeds and
     // (N, steps) = (1000, 250), (2000, 500): mean error 0.32–0.38 (a shift of ≈ −0.2 in free
     // coordinates 9, 12, 13) against an exact-sample floor of 0.02–0.06; covariance relative
     // error 0.14–0.21 against a floor of 0.06–0.10. Bands: the measured range widened by the
     // floor's spread.
-    assert!((0.25..=0.45).contains(&m1_err), "within-mode mean err {m1_err}");
+    assert!(
+        (0.25..=0.45).contains(&m1_err),
+        "within-mode mean err {m1_err}"
+    );
     assert!(c1_rel < 0.30, "within-mode cov rel err {c1_rel}");
     // Baseline: the same sampler with the exact conditional score (8-D conditional mixture)
     // is within Monte-Carlo error — the bias above is the method's, not the sampler's.
-    let xe = reverse_em(&AnalyticScore::new(cond.clone(), vp), &sde, steps, n, 8, 0, &mut NoObserver);
+    let xe = reverse_em(
+        &AnalyticScore::new(cond.clone(), vp),
+        &sde,
+        steps,
+        n,
+        8,
+        0,
+        &mut NoObserver,
+    );
     let he = hist(xe.view(), &cond);
     let (me, ce) = moments(xe.view());
     let me_err = l2(&(&me - &cond.mean()));
@@ -344,14 +396,25 @@ fn imputation_noise_is_forward_noise_fresh_each_step_and_deterministic() {
         let col = x.column(j);
         // mean α y ± 4 SE (σ/√n = 0.007 σ), std σ ± 4·σ/√(2n).
         let m = col.mean().unwrap();
-        assert!((m - a * yj).abs() < 4.0 * sg / (n as f64).sqrt(), "mean {m}");
+        assert!(
+            (m - a * yj).abs() < 4.0 * sg / (n as f64).sqrt(),
+            "mean {m}"
+        );
         let sd = col.std(1.0);
-        assert!((sd - sg).abs() < 4.0 * sg / (2.0 * n as f64).sqrt(), "sd {sd}");
+        assert!(
+            (sd - sg).abs() < 4.0 * sg / (2.0 * n as f64).sqrt(),
+            "sd {sd}"
+        );
     }
     // Fresh z at the next step: not the same draws.
     let before = x.clone();
     imp.constrain(2, t, x.view_mut()).unwrap();
-    assert!(x.column(0).iter().zip(before.column(0)).all(|(p, q)| p != q));
+    assert!(
+        x.column(0)
+            .iter()
+            .zip(before.column(0))
+            .all(|(p, q)| p != q)
+    );
     // Same seed, same noise.
     let mut x2 = Array2::from_elem((n, 3), 7.0);
     let mut imp2 = Imputation::new(vp, &mask, y.view(), 9).unwrap();
@@ -426,9 +489,20 @@ fn imputation_in_an_orthogonal_basis_matches_the_rotated_conditional() {
     assert!((0.06..=0.19).contains(&tv), "tv {tv}");
     // Baseline: the same sampler with the exact conditional score of u₀ is unbiased
     // (0.585–0.634 measured): within 4 SE of 0.61.
-    let xe = reverse_em(&AnalyticScore::new(cond.clone(), vp), &sde, 200, 1000, 1, 3, &mut NoObserver);
+    let xe = reverse_em(
+        &AnalyticScore::new(cond.clone(), vp),
+        &sde,
+        200,
+        1000,
+        1,
+        3,
+        &mut NoObserver,
+    );
     let he = hist(xe.view(), &cond);
-    assert!((he[2] - cond.weights()[2]).abs() < 0.062, "exact-score hist {he}");
+    assert!(
+        (he[2] - cond.weights()[2]).abs() < 0.062,
+        "exact-score hist {he}"
+    );
 }
 
 // ------------------------------------------------------------------ linear-Gaussian posterior
@@ -451,7 +525,11 @@ fn posterior_of_one_gaussian_matches_the_information_form() {
     // condition numbers ≲ 30: agreement to ~1e-14; 1e-12 leaves margin.
     let pc = post.covs().index_axis(Axis(0), 0).to_owned();
     assert!(max_abs(&(&pc - &cov)) < 1e-12);
-    assert!((&post.means().row(0) - &mean).iter().all(|e| e.abs() < 1e-12));
+    assert!(
+        (&post.means().row(0) - &mean)
+            .iter()
+            .all(|e| e.abs() < 1e-12)
+    );
 }
 
 /// Inverse by Gauss–Jordan (test only; small well-conditioned matrices).
@@ -536,7 +614,10 @@ fn mixture_posterior_matches_importance_sampling() {
         pw[k] += wi;
     }
     let (pm, pc) = (post.mean(), post.covariance());
-    println!("ESS {ess:.0}; weights IS {pw:.4} exact {:.4}", post.weights());
+    println!(
+        "ESS {ess:.0}; weights IS {pw:.4} exact {:.4}",
+        post.weights()
+    );
     assert!(ess > 500.0, "ESS {ess}");
     // Tolerances in effective-sample standard errors: SE(mean_i) ≈ √(C_ii/ESS),
     // SE(C_ij) ≈ √((C_ii C_jj + C_ij²)/ESS) (Gaussian fourth moments), SE(w_k) ≈ √(w_k(1−w_k)/ESS).
@@ -544,16 +625,30 @@ fn mixture_posterior_matches_importance_sampling() {
     // estimator is rare (< 1e-4 overall), while a wrong gain or weight formula misses by many SE.
     for i in 0..d {
         let se = (pc[[i, i]] / ess).sqrt();
-        assert!((mean[i] - pm[i]).abs() < 5.0 * se, "mean[{i}] IS {} exact {}", mean[i], pm[i]);
+        assert!(
+            (mean[i] - pm[i]).abs() < 5.0 * se,
+            "mean[{i}] IS {} exact {}",
+            mean[i],
+            pm[i]
+        );
         for j in 0..=i {
             let se = ((pc[[i, i]] * pc[[j, j]] + pc[[i, j]] * pc[[i, j]]) / ess).sqrt();
-            assert!((cov[[i, j]] - pc[[i, j]]).abs() < 5.0 * se, "cov[{i},{j}] IS {} exact {}", cov[[i, j]], pc[[i, j]]);
+            assert!(
+                (cov[[i, j]] - pc[[i, j]]).abs() < 5.0 * se,
+                "cov[{i},{j}] IS {} exact {}",
+                cov[[i, j]],
+                pc[[i, j]]
+            );
         }
     }
     for k in 0..gm.n_components() {
         let p = post.weights()[k];
         let se = (p * (1.0 - p) / ess).sqrt().max(1e-3);
-        assert!((pw[k] - p).abs() < 5.0 * se, "weight {k}: IS {} exact {p}", pw[k]);
+        assert!(
+            (pw[k] - p).abs() < 5.0 * se,
+            "weight {k}: IS {} exact {p}",
+            pw[k]
+        );
     }
 }
 
@@ -584,10 +679,16 @@ fn bad_input_gives_typed_errors() {
     // State of the wrong width, per-row values against a batch of another size.
     let mut imp = Imputation::new(vp, &[true, false], array![1.0, 0.0].view(), 0).unwrap();
     let mut x3 = Array2::<f64>::zeros((4, 3));
-    assert!(matches!(imp.constrain(1, 0.5, x3.view_mut()), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        imp.constrain(1, 0.5, x3.view_mut()),
+        Err(Error::ShapeMismatch { .. })
+    ));
     let mut per = Imputation::per_row(vp, &[true, false], Array2::zeros((3, 2)).view(), 0).unwrap();
     let mut x2 = Array2::<f64>::zeros((4, 2));
-    assert!(matches!(per.constrain(1, 0.5, x2.view_mut()), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        per.constrain(1, 0.5, x2.view_mut()),
+        Err(Error::ShapeMismatch { .. })
+    ));
     // A basis that is not orthogonal.
     assert!(matches!(
         Imputation::new(vp, &[true, false], array![1.0, 0.0].view(), 0)
@@ -609,7 +710,12 @@ fn bad_input_gives_typed_errors() {
         ClassifierFree::switch(&clf, 0, -1.0),
         Err(Error::InvalidParameter { .. })
     ));
-    assert!(ClassifierFree::switch(&clf, 0, 2.0).unwrap().rescale(1.5).is_err());
+    assert!(
+        ClassifierFree::switch(&clf, 0, 2.0)
+            .unwrap()
+            .rescale(1.5)
+            .is_err()
+    );
     // Singular, indefinite, asymmetric or non-finite noise covariance; shape mismatches.
     let a = array![[1.0, 0.0], [0.0, 1.0]];
     let y = array![0.0, 1.0];
@@ -628,11 +734,19 @@ fn bad_input_gives_typed_errors() {
         ));
     }
     assert!(matches!(
-        ring.posterior(a.view(), y.view(), array![[f64::NAN, 0.0], [0.0, 1.0]].view()),
+        ring.posterior(
+            a.view(),
+            y.view(),
+            array![[f64::NAN, 0.0], [0.0, 1.0]].view()
+        ),
         Err(Error::NonFinite { .. })
     ));
     assert!(matches!(
-        ring.posterior(array![[1.0, 0.0, 0.0]].view(), array![0.0].view(), array![[1.0]].view()),
+        ring.posterior(
+            array![[1.0, 0.0, 0.0]].view(),
+            array![0.0].view(),
+            array![[1.0]].view()
+        ),
         Err(Error::ShapeMismatch { .. })
     ));
     assert!(matches!(
@@ -640,7 +754,11 @@ fn bad_input_gives_typed_errors() {
         Err(Error::ShapeMismatch { .. })
     ));
     assert!(matches!(
-        ring.posterior(a.view(), array![0.0, f64::NAN].view(), Array2::eye(2).view()),
+        ring.posterior(
+            a.view(),
+            array![0.0, f64::NAN].view(),
+            Array2::eye(2).view()
+        ),
         Err(Error::NonFinite { .. })
     ));
 }
@@ -658,8 +776,14 @@ fn measure_replacement_bias() {
     let mu = gm.means();
     let typical = gm.sample(1, &mut rng(5)).unwrap().row(0).to_owned();
     let ys = vec![
-        ("typical", Array1::from_iter(obs.iter().map(|&j| typical[j]))),
-        ("midpoint 0-3", Array1::from_iter(obs.iter().map(|&j| 0.5 * mu[[0, j]] + 0.5 * mu[[3, j]]))),
+        (
+            "typical",
+            Array1::from_iter(obs.iter().map(|&j| typical[j])),
+        ),
+        (
+            "midpoint 0-3",
+            Array1::from_iter(obs.iter().map(|&j| 0.5 * mu[[0, j]] + 0.5 * mu[[3, j]])),
+        ),
     ];
     println!("| y | method | steps | seed | weights (hist) | TV | mean err | cov rel err |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -690,7 +814,12 @@ fn measure_replacement_bias() {
             }
         }
         for seed in 0..2u64 {
-            row(cond.sample(2000, &mut rng(50 + seed)).unwrap().view(), "exact samples", 0, seed);
+            row(
+                cond.sample(2000, &mut rng(50 + seed)).unwrap().view(),
+                "exact samples",
+                0,
+                seed,
+            );
         }
     }
 }

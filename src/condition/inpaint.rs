@@ -115,7 +115,11 @@ impl<F: Real, S: Schedule<F>> Imputation<F, S> {
     /// sampler's batch must then have `N` rows (a `1 × D` `values` is shared by all rows).
     pub fn per_row(schedule: S, mask: &[bool], values: ArrayView2<F>, seed: u64) -> Result<Self> {
         let d = values.ncols();
-        check::same_shape("imputation mask (length = D of values)", &[d], &[mask.len()])?;
+        check::same_shape(
+            "imputation mask (length = D of values)",
+            &[d],
+            &[mask.len()],
+        )?;
         if values.nrows() == 0 {
             return Err(Error::Empty {
                 what: "observed values (no rows)",
@@ -180,9 +184,7 @@ impl<F: Real, S: Schedule<F>> Imputation<F, S> {
                 "the basis must be orthogonal",
             ));
         }
-        let qo = Array2::from_shape_fn((d, self.observed.len()), |(i, j)| {
-            q[[i, self.observed[j]]]
-        });
+        let qo = Array2::from_shape_fn((d, self.observed.len()), |(i, j)| q[[i, self.observed[j]]]);
         self.basis_obs = Some(qo);
         Ok(self)
     }
@@ -248,7 +250,7 @@ impl<F: Real, S: Schedule<F>> Imputation<F, S> {
                     // x ← x + Q_Ω (target − Q_Ωᵀ x)
                     for j in 0..self.observed.len() {
                         let u = qo.column(j).dot(&row);
-                        self.target[j] = self.target[j] - u;
+                        self.target[j] -= u;
                     }
                     for (j, &dj) in self.target.iter().enumerate() {
                         row.scaled_add(dj, &qo.column(j));

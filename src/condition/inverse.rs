@@ -117,7 +117,11 @@ impl<F: Real> LinearGaussian<F> {
     }
     /// The exact posterior of the mixture prior `prior` given `y`
     /// ([`GaussianMixture::posterior`]).
-    pub fn posterior(&self, prior: &GaussianMixture<F>, y: ArrayView1<F>) -> Result<GaussianMixture<F>> {
+    pub fn posterior(
+        &self,
+        prior: &GaussianMixture<F>,
+        y: ArrayView1<F>,
+    ) -> Result<GaussianMixture<F>> {
         prior.posterior(self.a.view(), y, self.noise_cov.view())
     }
 }

@@ -92,7 +92,9 @@ impl<F: Real> GaussianMixture<F> {
         if let Err((j, p)) = linalg::cholesky(sn.view()) {
             return Err(Error::NotPositiveDefinite {
                 component: 0,
-                reason: format!("noise covariance (singular or indefinite): Cholesky pivot {j} is {p}"),
+                reason: format!(
+                    "noise covariance (singular or indefinite): Cholesky pivot {j} is {p}"
+                ),
             });
         }
         let ln_2pi = (2.0 * std::f64::consts::PI).ln();
@@ -113,7 +115,10 @@ impl<F: Real> GaussianMixture<F> {
             let r: Array1<f64> = &y - &a.dot(&mu);
             let wr = linalg::solve_lower(l.view(), r.view());
             let log_det: f64 = l.diag().iter().map(|v| v.ln()).sum();
-            logw[k] = self.log_weights[k].as_f64() - 0.5 * wr.dot(&wr) - log_det - 0.5 * m as f64 * ln_2pi;
+            logw[k] = self.log_weights[k].as_f64()
+                - 0.5 * wr.dot(&wr)
+                - log_det
+                - 0.5 * m as f64 * ln_2pi;
             // Kᵀ = C⁻¹ A S, column by column (M × D).
             let mut kt = Array2::<f64>::zeros((m, d));
             for j in 0..d {
@@ -136,7 +141,8 @@ impl<F: Real> GaussianMixture<F> {
         let mx = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let z: f64 = logw.iter().map(|l| (l - mx).exp()).sum();
         let tiny = F::min_positive_value().as_f64();
-        let weights = Array1::from_iter(logw.iter().map(|l| F::lit(((l - mx).exp() / z).max(tiny))));
+        let weights =
+            Array1::from_iter(logw.iter().map(|l| F::lit(((l - mx).exp() / z).max(tiny))));
         Self::new(weights, means, covs)
     }
 }
