@@ -823,3 +823,41 @@ fn measure_replacement_bias() {
         }
     }
 }
+
+#[test]
+fn per_row_observations_and_f32() {
+    // Per-row values: each row gets its own observation at the clean final step.
+    let vp = VpLinear::<f32>::default();
+    let vals = array![[1.0_f32, 0.0], [2.0, 0.0], [3.0, 0.0]];
+    let mut imp = Imputation::per_row(vp, &[true, false], vals.view(), 3).unwrap();
+    let mut x = Array2::<f32>::from_elem((3, 2), 9.0);
+    imp.constrain(1, 1e-3, x.view_mut()).unwrap();
+    assert_eq!(x.column(0), array![1.0_f32, 2.0, 3.0]);
+    assert!(x.column(1).iter().all(|&v| v == 9.0));
+    // Guidance and the posterior in f32: w = 1 reproduces the component score to f32 round-off
+    // (scores ≲ 1e2 at t = 0.1: 1e-3 absolute is ~100 ulps).
+    let ring = problems::ring2d::<f32>();
+    let model = AnalyticScore::new(ring.clone(), vp);
+    let clf = MixtureClassifier::new(ring.clone(), vp);
+    let g = ClassifierGuidance::new(&model, &clf, 2, 1.0_f32).unwrap();
+    let xs = array![[0.5_f32, 3.0], [-1.0, 0.2]];
+    let mut s = Array2::<f32>::zeros((2, 2));
+    g.score(xs.view(), 0.1, s.view_mut()).unwrap();
+    let exact = ring
+        .component(2)
+        .unwrap()
+        .diffuse(&vp, 0.1)
+        .unwrap()
+        .score(xs.view())
+        .unwrap();
+    assert!(s.iter().zip(&exact).all(|(a, b)| (a - b).abs() < 1e-3));
+    let post = ring
+        .posterior(
+            array![[0.0_f32, 1.0]].view(),
+            array![4.0_f32].view(),
+            array![[0.01_f32]].view(),
+        )
+        .unwrap();
+    // y = x₁ + noise(0.1) at 4 picks the top component (index 2, mean (0, 4)).
+    assert!(post.weights()[2] > 0.99);
+}

@@ -14,7 +14,7 @@
 //! | classifier-free guidance | `s_u + w (s_c − s_u)` (Ho & Salimans 2022, eq. 6), optional rescale (Lin et al. 2023, eq. 15–16) | [`ClassifierFree`], trait [`ConditionalScore`] |
 //! | the exact classifier of a mixture | `p_t(k \| x)` = responsibility, `∇ log p_t(k \| x) = s_k − s` | [`MixtureClassifier`] |
 //! | imputation / inpainting | replace the known coordinates by `α(t) y + σ(t) z` after every step (Song et al. 2021, App. I.2) | [`Imputation`] (an [`Observer`](crate::observe::Observer)) |
-//! | colourisation-type inverse problems | imputation in an orthogonal basis `u = Qᵀ x` (Song et al. 2021, App. I.3) | [`Imputation::in_basis`] |
+//! | colourisation-type inverse problems | imputation in an orthogonal basis `u = Qᵀ x` (Song et al. 2021, App. I.3) | [`Imputation::with_basis`] |
 //! | linear-Gaussian inverse problems | `y = A x + n`: the exact posterior of a mixture prior | [`GaussianMixture::posterior`](crate::gmm::GaussianMixture::posterior), [`LinearGaussian`] |
 //!
 //! Guidance adapters are [`ScoreModel`](crate::ScoreModel)s and imputation is an observer, so
