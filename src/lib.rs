@@ -20,6 +20,7 @@
 //! | [`likelihood`] | divergence estimators (exact, finite differences, Hutchinson), bits/dim |
 //! | [`metrics`] | mean/covariance error, component weights, sliced W1, log-likelihood gap |
 //! | [`observe`] | per-step hooks: non-finite checks, trajectories |
+//! | [`train`] | denoising score matching: batches, targets, weightings, loss |
 //! | [`tweedie`] | denoising by Tweedie's formula |
 //! | [`condition`] | classifier and classifier-free guidance, imputation/inpainting, linear inverse problems |
 //!
@@ -56,6 +57,7 @@ pub mod sample;
 pub mod schedule;
 pub mod score;
 pub mod sde;
+pub mod train;
 pub mod tweedie;
 
 pub use error::{Error, Result};

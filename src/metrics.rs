@@ -47,8 +47,21 @@ pub struct Report {
 
 /// `‖mean(x) − target.mean()‖₂`.
 pub fn mean_error(x: ArrayView2<f64>, target: &GaussianMixture<f64>) -> Result<f64> {
+    check_dim(&x, target)?;
     let m = sample_mean(x)?;
     Ok((&m - &target.mean()).mapv(|v| v * v).sum().sqrt())
+}
+
+/// Error unless the samples have the target's dimension (columns).
+fn check_dim(x: &ArrayView2<f64>, target: &GaussianMixture<f64>) -> Result<()> {
+    if x.ncols() != target.dim() {
+        return Err(Error::shape(
+            "samples (columns = target dimension)",
+            target.dim(),
+            x.ncols(),
+        ));
+    }
+    Ok(())
 }
 
 fn sample_mean(x: ArrayView2<f64>) -> Result<Array1<f64>> {
@@ -71,6 +84,7 @@ pub fn sample_covariance(x: ArrayView2<f64>) -> Result<Array2<f64>> {
 
 /// `(‖cov(x) − target.covariance()‖_F, that / ‖target.covariance()‖_F)`.
 pub fn cov_error(x: ArrayView2<f64>, target: &GaussianMixture<f64>) -> Result<(f64, f64)> {
+    check_dim(&x, target)?;
     let c = sample_covariance(x)?;
     let e = target.covariance();
     let fro = (&c - &e).mapv(|v| v * v).sum().sqrt();

@@ -60,7 +60,9 @@ pub trait Schedule<F: Real>: Send + Sync + Debug {
     ///
     /// The default inverts [`Schedule::log_snr`] by bisection over `[0, T]`
     /// ([`invert_decreasing`]); schedules with a closed form override it.
-    /// Errors if `lambda` is not finite or not attained in `[0, T]`.
+    /// Errors if `lambda` is not finite; the default also errors when `lambda` is not
+    /// attained in `[0, T]`, while the closed forms return the formula's natural extension
+    /// (a `t` outside `[t_min, T]`, which grids clamp and validate).
     fn t_of_log_snr(&self, lambda: F) -> Result<F> {
         let (_, t_max) = self.t_range();
         invert_decreasing(|t| self.log_snr(t), lambda, F::zero(), t_max)
@@ -304,7 +306,7 @@ impl<F: Real> Schedule<F> for VpLinear<F> {
 /// `σ = √(1 − α²)`, `β(t) = −2f = π/(1+s) · tan θ(t)`, `g² = β`.
 /// `β` blows up at `t = 1`; as Nichol & Dhariwal clip `β ≤ 0.999` per step of 1000 (so the
 /// continuous rate `β(t) ≤ 999`), the default end time is the `T` with `β(T) = 999`
-/// (≈ 0.99797; DPM-Solver's `cosine_t_max` with `cosine_beta_max = 999`).
+/// (≈ 0.997998; DPM-Solver's `cosine_t_max` with `cosine_beta_max = 999`).
 ///
 /// ```
 /// use score_sde::schedule::{Schedule, VpCosine};
@@ -362,7 +364,7 @@ impl<F: Real> Default for VpCosine<F> {
         Self::new(F::lit(0.008), F::lit(999.0)).unwrap_or(Self {
             s: F::lit(0.008),
             t_min: F::lit(1e-3),
-            t_max: F::lit(0.9946),
+            t_max: F::lit(0.997_998),
         })
     }
 }
@@ -455,7 +457,9 @@ impl<F: Real> Schedule<F> for SubVp<F> {
             return Err(Error::param("log_snr", lambda.as_f64(), "must be finite"));
         }
         // With σ = 1 − α² and α = e^λ σ: e^{2λ} σ² + σ − 1 = 0, σ = 2/(1 + √(1 + 4e^{2λ})),
-        // written without overflow for either sign of λ; then −2 log α = −log1p(−σ).
+        // written without overflow for either sign of λ. Then −2 log α = −log1p(−σ) while
+        // σ < ½; for σ → 1 that cancels (1 − σ = α² is tiny), so use α = e^λ σ instead:
+        // −2 log α = −2λ − 2 log σ, with no cancellation there.
         let two = F::lit(2.0);
         let sig = if lambda <= F::zero() {
             two / (F::one() + (F::one() + F::lit(4.0) * (two * lambda).exp()).sqrt())
@@ -463,7 +467,12 @@ impl<F: Real> Schedule<F> for SubVp<F> {
             let e = (-lambda).exp();
             two * e / (e + (e * e + F::lit(4.0)).sqrt())
         };
-        Ok(self.vp.t_of_neg2_log_alpha(-(-sig).ln_1p()))
+        let neg2_log_alpha = if sig < F::lit(0.5) {
+            -(-sig).ln_1p()
+        } else {
+            -two * (lambda + sig.ln())
+        };
+        Ok(self.vp.t_of_neg2_log_alpha(neg2_log_alpha))
     }
 }
 
@@ -582,7 +591,14 @@ pub struct Edm<F> {
 impl<F: Real> Edm<F> {
     /// An EDM schedule with `0 < σ_min < σ_max` as its time range.
     pub fn new(sigma_min: F, sigma_max: F) -> Result<Self> {
-        check_range(sigma_min, sigma_max)?;
+        positive("sigma_min", sigma_min)?;
+        if !(sigma_max.is_finite() && sigma_max > sigma_min) {
+            return Err(Error::param(
+                "sigma_max",
+                sigma_max.as_f64(),
+                "must be finite and > sigma_min",
+            ));
+        }
         Ok(Self {
             sigma_min,
             sigma_max,

@@ -108,6 +108,7 @@ impl<F: Real, S: Schedule<F>> AnalyticScore<F, S> {
                     log_prob: Some(out),
                     score: None,
                     laplacian: None,
+                    responsibilities: None,
                 },
             )
         });
@@ -142,6 +143,7 @@ impl<F: Real, S: Schedule<F>> ScoreModel<F> for AnalyticScore<F, S> {
                     log_prob: None,
                     score: Some(out),
                     laplacian: None,
+                    responsibilities: None,
                 },
             )
         });
@@ -171,6 +173,7 @@ impl<F: Real, S: Schedule<F>> ScoreModel<F> for AnalyticScore<F, S> {
                         log_prob: None,
                         score: Some(out.slice_mut(r)),
                         laplacian: None,
+                        responsibilities: None,
                     },
                 );
             }
@@ -194,6 +197,7 @@ impl<F: Real, S: Schedule<F>> ScoreModel<F> for AnalyticScore<F, S> {
                         log_prob: None,
                         score: None,
                         laplacian: Some(out),
+                        responsibilities: None,
                     },
                 )
             });

@@ -69,6 +69,18 @@ pub(crate) struct Outputs<'a, F> {
     pub log_prob: Option<ArrayViewMut1<'a, F>>,
     pub score: Option<ArrayViewMut2<'a, F>>,
     pub laplacian: Option<ArrayViewMut1<'a, F>>,
+    pub responsibilities: Option<ArrayViewMut2<'a, F>>,
+}
+
+impl<F> Outputs<'_, F> {
+    pub(crate) fn none() -> Self {
+        Self {
+            log_prob: None,
+            score: None,
+            laplacian: None,
+            responsibilities: None,
+        }
+    }
 }
 
 /// Evaluate the mixture at `(α, σ)` on the rows of `x`. Shapes are checked by callers.
@@ -183,6 +195,11 @@ pub(crate) fn evaluate<F: Real>(
             for k in 0..k_n {
                 ws.logits[[i, k]] *= inv;
             }
+            if let Some(resp) = out.responsibilities.as_mut() {
+                for k in 0..k_n {
+                    resp[[start + i, k]] = ws.logits[[i, k]];
+                }
+            }
         }
         if need_vec {
             for i in 0..b {
@@ -205,41 +222,6 @@ pub(crate) fn evaluate<F: Real>(
                     }
                     l[start + i] = lap - norm2;
                 }
-            }
-        }
-        start = end;
-    }
-}
-
-/// Responsibilities `r_{ik} = p(component k | x_i)` at `(α, σ)` into `out` (N×K).
-pub(crate) fn responsibilities<F: Real>(
-    parts: &Parts<'_, F>,
-    alpha: F,
-    sigma: F,
-    x: ArrayView2<F>,
-    ws: &mut Workspace<F>,
-    mut out: ArrayViewMut2<F>,
-) {
-    let k_n = parts.means.nrows();
-    let n = x.nrows();
-    let mut start = 0;
-    while start < n {
-        let end = (start + BLOCK).min(n);
-        evaluate(
-            parts,
-            alpha,
-            sigma,
-            x.slice(s![start..end, ..]),
-            ws,
-            Outputs {
-                log_prob: None,
-                score: None,
-                laplacian: None,
-            },
-        );
-        for i in 0..end - start {
-            for k in 0..k_n {
-                out[[start + i, k]] = ws.logits[[i, k]];
             }
         }
         start = end;

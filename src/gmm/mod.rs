@@ -169,6 +169,7 @@ impl<F: Real> GaussianMixture<F> {
     /// One Gaussian `N(μ, S)` as a one-component mixture.
     pub fn gaussian(mean: Array1<F>, cov: Array2<F>) -> Result<Self> {
         let d = mean.len();
+        check::same_shape("covariance", &[d, d], cov.shape())?;
         let means = mean.insert_axis(Axis(0));
         let covs = cov
             .into_shape_with_order((1, d, d))
@@ -279,6 +280,7 @@ impl<F: Real> GaussianMixture<F> {
                 log_prob,
                 score,
                 laplacian,
+                responsibilities: None,
             },
         );
         Ok(())
@@ -308,7 +310,17 @@ impl<F: Real> GaussianMixture<F> {
         check_alpha_sigma(alpha, sigma)?;
         let mut out = Array2::zeros((x.nrows(), self.n_components()));
         let mut ws = self.workspace();
-        kernel::responsibilities(&self.parts(), alpha, sigma, x, &mut ws, out.view_mut());
+        kernel::evaluate(
+            &self.parts(),
+            alpha,
+            sigma,
+            x,
+            &mut ws,
+            Outputs {
+                responsibilities: Some(out.view_mut()),
+                ..Outputs::none()
+            },
+        );
         Ok(out)
     }
     /// Posterior component probabilities `p(k | x)` under this mixture.
@@ -547,7 +559,13 @@ impl<F: Real> GaussianMixture<F> {
         }
         let m = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let z: f64 = logw.iter().map(|l| (l - m).exp()).sum();
-        let weights = Array1::from_iter(logw.iter().map(|l| F::lit((l - m).exp() / z)));
+        // A component whose posterior weight underflows (an observation far out in its tail)
+        // keeps the smallest positive weight, so the conditional is still a valid mixture
+        // with the same components rather than an `InvalidWeights` error.
+        let weights = Array1::from_iter(
+            logw.iter()
+                .map(|l| F::lit((l - m).exp() / z).max(F::min_positive_value())),
+        );
         Ok((Self::new(weights, means, covs)?, free))
     }
 
