@@ -4,6 +4,8 @@
 
 mod bpd;
 mod divergence;
+mod ode;
 
 pub use bpd::{DataScaling, bits_per_dim, dequantize_uniform};
 pub use divergence::{Divergence, DivergenceMethod, Probe};
+pub use ode::{Likelihood, OdeLikelihood};

@@ -4,6 +4,26 @@
 //! ancestral, predictor–corrector, Langevin MCMC, probability-flow ODE solvers, DDIM,
 //! DPM-Solver++, EDM) live in submodules of this folder.
 
+pub mod corrector;
+pub mod ddim;
+pub mod dpm_solver;
+pub mod edm;
+pub mod langevin;
+pub mod noise;
+pub mod ode;
+pub mod pc;
+pub mod reverse_sde;
+
+pub use corrector::{Corrector, LangevinCorrector, StepRule};
+pub use ddim::Ddim;
+pub use dpm_solver::{DpmSolverPp, DpmVariant, ThirdOrder};
+pub use edm::{EdmHeun, EulerAncestral};
+pub use langevin::{AnnealedLangevin, LogDensity, Mala, Ula};
+pub use noise::RowNoise;
+pub use ode::{Dopri5, FixedMethod, OdeRhs, OdeSolver, OdeStats, PfOdeRhs, ProbabilityFlow};
+pub use pc::Pc;
+pub use reverse_sde::Predictor;
+
 use crate::check;
 use crate::error::{Error, Result};
 use crate::float::Real;
