@@ -34,7 +34,11 @@ pub enum FinalStep {
 /// while the sampler moves the free coordinates with the unconditional score. The noise
 /// comes from the observer's own generator (`rand_pcg::Pcg64` seeded at construction), so
 /// a run is deterministic given the sampler's seed and this one. Every sampler that calls
-/// [`observe::after_step`](crate::observe::after_step) honours it.
+/// [`observe::after_step`](crate::observe::after_step) honours it (the reverse-SDE/PC,
+/// Langevin, DDIM, DPM-Solver++ and EDM samplers). A sampler that calls only
+/// [`Observer::observe`] — the probability-flow ODE solvers, whose multi-stage/FSAL steps
+/// cannot take a state change between steps — is stopped with [`Error::Stopped`] at its
+/// first step rather than silently ignoring the observation.
 ///
 /// At the final step (`t ≤ t_final`, by default the schedule's `t_min`) the known
 /// coordinates get `y` itself ([`FinalStep::Clean`], default) or the noised copy
@@ -83,6 +87,9 @@ pub struct Imputation<F: Real, S> {
     t_final: F,
     rng: rand_pcg::Pcg64,
     target: Array1<F>,
+    /// Set by `constrain`, cleared by `observe`: an `observe` without a `constrain` before
+    /// it means the sampler does not apply constraints.
+    constrained: bool,
 }
 
 impl<F: Real, S> fmt::Debug for Imputation<F, S> {
@@ -157,6 +164,7 @@ impl<F: Real, S: Schedule<F>> Imputation<F, S> {
             t_final,
             rng: rand_pcg::Pcg64::seed_from_u64(seed),
             target: Array1::zeros(m),
+            constrained: false,
         })
     }
 
@@ -263,10 +271,23 @@ impl<F: Real, S: Schedule<F>> Imputation<F, S> {
 }
 
 impl<F: Real, S: Schedule<F>> Observer<F> for Imputation<F, S> {
-    fn observe(&mut self, _step: usize, _t: F, _x: ArrayView2<F>) -> Result<()> {
+    /// Checks that [`Observer::constrain`] ran before this call: a sampler that calls only
+    /// `observe` (not [`observe::after_step`](crate::observe::after_step)) would otherwise
+    /// ignore the imputation silently; it gets [`Error::Stopped`] instead.
+    fn observe(&mut self, step: usize, _t: F, _x: ArrayView2<F>) -> Result<()> {
+        if !std::mem::replace(&mut self.constrained, false) {
+            return Err(Error::Stopped {
+                step,
+                reason: "imputation: this sampler does not call Observer::constrain \
+                         (observe::after_step), so it cannot impute"
+                    .into(),
+            });
+        }
         Ok(())
     }
     fn constrain(&mut self, _step: usize, t: F, x: ArrayViewMut2<F>) -> Result<()> {
-        self.replace(t, x)
+        self.replace(t, x)?;
+        self.constrained = true;
+        Ok(())
     }
 }
