@@ -7,16 +7,17 @@ use score_sde::condition::{
     WithClass,
 };
 use score_sde::metrics::sample_covariance;
-use score_sde::observe::{NoObserver, Observer, after_step};
+use score_sde::observe::{NoObserver, Observer};
 use score_sde::prelude::*;
+use score_sde::sample::{Pc, Predictor};
 
 fn rng(seed: u64) -> rand_pcg::Pcg64 {
     rand_pcg::Pcg64::seed_from_u64(seed)
 }
 
-/// Stop-gap reverse-SDE Euler–Maruyama sampler (Song et al. 2021, eq. 6 discretised):
-/// `x ← x − [f(t) x − g(t)² s(x, t)] Δt + g(t) √Δt z` on a uniform grid from `T` to `t_min`,
-/// calling the observer's `constrain` + `observe` after each step like the library samplers.
+/// The library's reverse-SDE Euler–Maruyama sampler (PC with no corrector, Song et al. 2021,
+/// eq. 6 discretised on a uniform grid from `T` to `t_min`; the last step adds no noise),
+/// with `observer` called after each step through `observe::after_step`.
 fn reverse_em(
     model: &dyn ScoreModel<f64>,
     sde: &VpSde<f64>,
@@ -26,24 +27,13 @@ fn reverse_em(
     seed: u64,
     observer: &mut dyn Observer<f64>,
 ) -> Array2<f64> {
-    let mut r = rng(seed);
-    let mut x = sde.sample_prior(n, dim, &mut r).unwrap();
     let grid = TimeGrid::uniform(sde.schedule(), steps).unwrap();
-    let mut s = Array2::zeros((n, dim));
-    let mut f = Array2::zeros((n, dim));
-    for (i, (t, t_next)) in grid.pairs().enumerate() {
-        let dt = t - t_next;
-        model.score(x.view(), t, s.view_mut()).unwrap();
-        sde.drift(x.view(), t, f.view_mut()).unwrap();
-        let g = sde.diffusion(t);
-        let sq = g * dt.sqrt();
-        for (xv, (&fv, &sv)) in x.iter_mut().zip(f.iter().zip(s.iter())) {
-            let z: f64 = Real::standard_normal(&mut r);
-            *xv += -(fv - g * g * sv) * dt + sq * z;
-        }
-        after_step(observer, i + 1, t_next, &mut x).unwrap();
-    }
-    x
+    let pc = Pc::new(sde.clone(), grid)
+        .unwrap()
+        .predictor(Predictor::EulerMaruyama);
+    let mut r = rng(seed);
+    let x = pc.initial_state(n, dim, &mut r).unwrap();
+    pc.run_with(model, x, &mut r, observer).unwrap().samples
 }
 
 fn mean_of(x: ArrayView2<f64>) -> Array1<f64> {
