@@ -17,7 +17,9 @@ fn rng(seed: u64) -> rand_pcg::Pcg64 {
 
 /// The library's reverse-SDE Euler–Maruyama sampler (PC with no corrector, Song et al. 2021,
 /// eq. 6 discretised on a uniform grid from `T` to `t_min`; the last step adds no noise),
-/// with `observer` called after each step through `observe::after_step`.
+/// with `observer` called after each step through `observe::after_step`. Figures quoted in
+/// comments below were first measured with a hand-written Euler–Maruyama loop (last step
+/// noisy); this sampler lands inside the same bands (re-measured where noted).
 fn reverse_em(
     model: &dyn ScoreModel<f64>,
     sde: &VpSde<f64>,
