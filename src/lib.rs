@@ -22,6 +22,7 @@
 //! | [`observe`] | per-step hooks: non-finite checks, trajectories |
 //! | [`train`] | denoising score matching: batches, targets, weightings, loss |
 //! | [`tweedie`] | denoising by Tweedie's formula |
+//! | [`condition`] | classifier and classifier-free guidance, imputation/inpainting, linear inverse problems |
 //!
 //! ## Example: the forward process of the 2-D ring, exactly and by Monte Carlo
 //!
@@ -43,6 +44,7 @@
 #![allow(clippy::needless_range_loop)]
 
 mod check;
+pub mod condition;
 pub mod error;
 pub mod float;
 pub mod gmm;
@@ -67,6 +69,10 @@ pub use sde::ForwardSde;
 
 /// The names most programs need, in one import.
 pub mod prelude {
+    pub use crate::condition::{
+        ClassifierFree, ClassifierGradient, ClassifierGuidance, ConditionalScore, Imputation,
+        MixtureClassifier,
+    };
     pub use crate::error::{Error, Result};
     pub use crate::float::Real;
     pub use crate::gmm::{AnalyticScore, GaussianMixture, MixtureSpec, problems};

@@ -15,6 +15,7 @@
 
 mod analytic;
 pub(crate) mod kernel;
+mod posterior;
 mod spec;
 
 pub use analytic::AnalyticScore;
