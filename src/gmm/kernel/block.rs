@@ -31,9 +31,9 @@ use ndarray::{ArrayView2, s};
 /// inner loops need no remainder handling (blocks are zero-padded to a multiple).
 pub(crate) const CHUNK: usize = 16;
 
-/// Elements budgeted for the per-block buffers (`K·(D + 2)` per row): 256 KiB in f64,
-/// which stays in L2.
-const BLOCK_BUDGET: usize = 32 * 1024;
+/// Elements budgeted for the per-block buffers (`K·(D + 2)` per row): 64 KiB in f64,
+/// so that the several passes over a block hit L1/L2.
+const BLOCK_BUDGET: usize = 8 * 1024;
 
 /// Largest block, in rows.
 const MAX_BLOCK: usize = 1024;
@@ -355,8 +355,8 @@ fn softmax<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize) {
     for k in 1..k_n {
         let l = &ws.logits[k * bm..k * bm + len];
         for i in 0..len {
-            // A select rather than `max` (which also orders NaN) compiles to one vmaxp.
-            mx[i] = if l[i] > mx[i] { l[i] } else { mx[i] };
+            // `max` rather than a select, which LLVM turns into a masked store (slow on AMD).
+            mx[i] = mx[i].max(l[i]);
         }
     }
     let sum = &mut ws.sum[..len];
