@@ -272,19 +272,9 @@ fn components<F: Real, const FMA: bool>(
                 gk,
                 bm,
                 len,
+                q,
+                need_sq.then_some(sq),
             );
-            for j in 0..d {
-                let rj = &ws.res[j * bm..j * bm + len];
-                let gj = &gk[j * bm..j * bm + len];
-                for i in 0..len {
-                    q[i] = madd::<F, FMA>(rj[i], gj[i], q[i]);
-                }
-                if need_sq {
-                    for i in 0..len {
-                        sq[i] = madd::<F, FMA>(gj[i], gj[i], sq[i]);
-                    }
-                }
-            }
         }
         // ℓ = log_norm − ½ q, in place.
         let (ln, mhalf) = (ws.log_norm[k], F::lit(-0.5));
@@ -294,10 +284,13 @@ fn components<F: Real, const FMA: bool>(
     }
 }
 
-/// `dst[j] = Σ_l p[j][l] src[l]` for rows of length `len` (stride `bm`): `G = P R`.
+/// `dst[j] = Σ_l p[j][l] src[l]` for rows of length `len` (stride `bm`): `G = P R`;
+/// and, while each chunk of `G` is in registers, `q += Σ_j R_j ⊙ G_j` and (if given)
+/// `sq += Σ_j G_j²`.
 ///
 /// Two output coordinates and one chunk of rows at a time keep the accumulators in
 /// registers, with one load of `src` per two multiply-adds per lane.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn matmul<F: Real, const FMA: bool>(
     p: &[F],
@@ -306,10 +299,19 @@ fn matmul<F: Real, const FMA: bool>(
     dst: &mut [F],
     bm: usize,
     len: usize,
+    q: &mut [F],
+    mut sq: Option<&mut [F]>,
 ) {
     let mut j = 0;
-    while j + 2 <= d {
-        let (p0, p1) = (&p[j * d..(j + 1) * d], &p[(j + 1) * d..(j + 2) * d]);
+    while j < d {
+        // Rows j and j + 1 (or j alone for the last of an odd D).
+        let two = j + 1 < d;
+        let p0 = &p[j * d..(j + 1) * d];
+        let p1 = if two {
+            &p[(j + 1) * d..(j + 2) * d]
+        } else {
+            p0
+        };
         let mut c = 0;
         while c < len {
             let mut a0 = [F::zero(); CHUNK];
@@ -323,26 +325,33 @@ fn matmul<F: Real, const FMA: bool>(
                 }
             }
             dst[j * bm + c..j * bm + c + CHUNK].copy_from_slice(&a0);
-            dst[(j + 1) * bm + c..(j + 1) * bm + c + CHUNK].copy_from_slice(&a1);
+            let r0 = &src[j * bm + c..j * bm + c + CHUNK];
+            let qc = &mut q[c..c + CHUNK];
+            for t in 0..CHUNK {
+                qc[t] = madd::<F, FMA>(r0[t], a0[t], qc[t]);
+            }
+            if let Some(sq) = sq.as_deref_mut() {
+                let sqc = &mut sq[c..c + CHUNK];
+                for t in 0..CHUNK {
+                    sqc[t] = madd::<F, FMA>(a0[t], a0[t], sqc[t]);
+                }
+            }
+            if two {
+                dst[(j + 1) * bm + c..(j + 1) * bm + c + CHUNK].copy_from_slice(&a1);
+                let r1 = &src[(j + 1) * bm + c..(j + 1) * bm + c + CHUNK];
+                for t in 0..CHUNK {
+                    qc[t] = madd::<F, FMA>(r1[t], a1[t], qc[t]);
+                }
+                if let Some(sq) = sq.as_deref_mut() {
+                    let sqc = &mut sq[c..c + CHUNK];
+                    for t in 0..CHUNK {
+                        sqc[t] = madd::<F, FMA>(a1[t], a1[t], sqc[t]);
+                    }
+                }
+            }
             c += CHUNK;
         }
         j += 2;
-    }
-    if j < d {
-        let p0 = &p[j * d..(j + 1) * d];
-        let mut c = 0;
-        while c < len {
-            let mut a0 = [F::zero(); CHUNK];
-            for l in 0..d {
-                let v = &src[l * bm + c..l * bm + c + CHUNK];
-                let w0 = p0[l];
-                for t in 0..CHUNK {
-                    a0[t] = madd::<F, FMA>(w0, v[t], a0[t]);
-                }
-            }
-            dst[j * bm + c..j * bm + c + CHUNK].copy_from_slice(&a0);
-            c += CHUNK;
-        }
     }
 }
 
