@@ -53,6 +53,8 @@ pub mod likelihood;
 mod linalg;
 pub mod metrics;
 pub mod observe;
+#[cfg(feature = "progress")]
+pub mod progress;
 pub mod sample;
 pub mod schedule;
 pub mod score;
