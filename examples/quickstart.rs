@@ -57,7 +57,7 @@ pub fn run(out_dir: &Path, scale: Scale) -> BoxResult<Vec<PathBuf>> {
         ),
         (
             "PC: reverse diffusion + Langevin, snr 0.16",
-            "PC, Langevin snr 0.16",
+            "PC, snr 0.16",
             Box::new(
                 Pc::new(sde.clone(), TimeGrid::uniform(&sched, steps(1000))?)?
                     .predictor(Predictor::ReverseDiffusion)
@@ -66,7 +66,7 @@ pub fn run(out_dir: &Path, scale: Scale) -> BoxResult<Vec<PathBuf>> {
         ),
         (
             "PC: reverse diffusion + Langevin σ-rule",
-            "PC, Langevin σ-rule",
+            "PC, σ-rule",
             Box::new(
                 Pc::new(sde.clone(), TimeGrid::uniform(&sched, steps(500))?)?
                     .predictor(Predictor::ReverseDiffusion)
@@ -76,7 +76,7 @@ pub fn run(out_dir: &Path, scale: Scale) -> BoxResult<Vec<PathBuf>> {
         ),
         (
             "PF-ODE, Dormand–Prince rtol 1e-5",
-            "PF-ODE Dormand–Prince",
+            "PF-ODE Dopri5",
             Box::new(ProbabilityFlow::adaptive(
                 sde.clone(),
                 Dopri5::new(1e-5, 1e-5)?,
@@ -154,7 +154,7 @@ pub fn run(out_dir: &Path, scale: Scale) -> BoxResult<Vec<PathBuf>> {
         "2-D ring, VP-SDE, exact score: samples of each sampler",
         4,
         6.0,
-        260,
+        300,
         &items,
     )?;
     Ok(vec![png])

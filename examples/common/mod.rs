@@ -205,7 +205,7 @@ fn draw_panel(
     item: &Panel<'_>,
 ) -> BoxResult<()> {
     let mut chart = ChartBuilder::on(area)
-        .caption(&item.title, ("sans-serif", 15))
+        .caption(&item.title, ("sans-serif", 14))
         .margin(6)
         .x_label_area_size(22)
         .y_label_area_size(28)
