@@ -2,7 +2,9 @@
 //! be a PNG that decodes and has more than one colour (a blank or single-colour image means
 //! nothing was drawn).
 
-#![allow(dead_code)]
+// Each example's `main` is unused here; each example declares `mod common;`, so the helpers
+// are compiled once per example module — the price of running the examples' own code.
+#![allow(dead_code, clippy::duplicate_mod)]
 
 #[path = "../examples/annealed_langevin.rs"]
 mod annealed_langevin;

@@ -248,7 +248,7 @@ fn draw_panel(
                 .map(|r| (r[0].clamp(-range, range), r[1].clamp(-range, range))),
             colour.stroke_width(2),
         ))?;
-        if let Some(last) = p.rows().into_iter().last() {
+        if let Some(last) = p.rows().into_iter().next_back() {
             chart.draw_series(std::iter::once(Circle::new(
                 (last[0].clamp(-range, range), last[1].clamp(-range, range)),
                 4,
@@ -259,13 +259,16 @@ fn draw_panel(
     Ok(())
 }
 
+/// A named density curve `(x, p(x))` and its colour.
+pub type Curve<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
+
 /// A 1-D picture: normalized histograms of samples (bars) against density curves, into one PNG.
 pub fn histogram_vs_density(
     path: &Path,
     caption: &str,
     (lo, hi, bins): (f64, f64, usize),
     samples: &[(&str, &[f64], RGBColor)],
-    curves: &[(&str, Vec<(f64, f64)>, RGBColor)],
+    curves: &[Curve<'_>],
 ) -> BoxResult<PathBuf> {
     register_font()?;
     let width = (hi - lo) / bins as f64;
