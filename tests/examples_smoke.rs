@@ -12,6 +12,8 @@ mod annealed_langevin;
 mod inpainting;
 #[path = "../examples/likelihood.rs"]
 mod likelihood;
+#[path = "../examples/nfe_sweep.rs"]
+mod nfe_sweep;
 #[path = "../examples/quickstart.rs"]
 mod quickstart;
 #[path = "../examples/trajectories.rs"]
@@ -105,4 +107,11 @@ fn likelihood_draws_heat_maps() {
 #[test]
 fn inpainting_draws_the_conditional() {
     check("inpainting", inpainting::run, inpainting::Scale::Small);
+}
+
+#[test]
+fn nfe_sweep_runs_its_table() {
+    // Text only (no pictures): the sampler × NFE table at N = 200.
+    let args: Vec<String> = ["nfe_sweep", "200", "table"].map(String::from).to_vec();
+    nfe_sweep::sweep(&args).unwrap();
 }
