@@ -270,6 +270,12 @@ fn ratio(r: &Report, f: &Report) -> f64 {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    sweep(&args)
+}
+
+/// The sweep with command-line style arguments `[program, N, mode]` (the smoke test runs
+/// `N = 200`, `table`).
+pub fn sweep(args: &[String]) -> Result<()> {
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let table_only = args.get(2).is_some_and(|s| s == "table");
     let focus = args.get(2).is_some_and(|s| s == "focus");

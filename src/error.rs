@@ -2,6 +2,14 @@
 //!
 //! Every fallible call in `score_sde` returns [`Result<T>`](Result). Each variant
 //! names what was wrong and, where it helps, the offending value and its place.
+//!
+//! ```
+//! use score_sde::prelude::*;
+//! // A schedule with β_min > β_max is refused with a typed error, not a panic.
+//! let err = VpLinear::<f64>::new(20.0, 0.1).unwrap_err();
+//! assert!(matches!(err, Error::InvalidParameter { .. }));
+//! println!("{err}"); // names the parameter, its value and the reason
+//! ```
 
 use thiserror::Error;
 

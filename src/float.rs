@@ -1,4 +1,14 @@
 //! The float trait bundle: everything the crate needs of `f32` and `f64`.
+//!
+//! ```
+//! use score_sde::Real;
+//! // Generic numerical code: constants through `F::lit`, back to f64 with `as_f64`.
+//! fn half_g2<F: Real>(g: F) -> F {
+//!     F::lit(0.5) * g * g
+//! }
+//! assert_eq!(half_g2(2.0_f32), 2.0);
+//! assert_eq!(half_g2(2.0_f64).as_f64(), 2.0);
+//! ```
 
 use ndarray::NdFloat;
 use num_traits::{Float, FromPrimitive, ToPrimitive};

@@ -10,6 +10,18 @@
 //! | [`GridKind::Quadratic`] | `t_min + (T − t_min)(1 − i/n)²`, dense near `t_min` | Song, Meng & Ermon 2021 (DDIM, App. D.2) |
 //! | [`GridKind::Karras`] | `σ̃_i = (σ̃_max^{1/ρ} + i/n (σ̃_min^{1/ρ} − σ̃_max^{1/ρ}))^ρ` in `σ̃ = σ/α` | Karras et al. 2022, eq. 5 |
 //! | [`GridKind::LogSnr`] | uniform in `λ = log(α/σ)` | Lu et al. 2022 (DPM-Solver), §3.3 |
+//!
+//! ```
+//! use score_sde::prelude::*;
+//! let vp = VpLinear::<f64>::default();
+//! let grid = TimeGrid::quadratic(&vp, 30)?;
+//! assert_eq!(grid.steps(), 30);
+//! assert_eq!(grid.times().len(), 31);
+//! assert!(grid.is_decreasing()); // from T = 1 down to t_min = 1e-3
+//! assert_eq!(grid.times()[0], 1.0);
+//! assert!((grid.times()[30] - 1e-3).abs() < 1e-15);
+//! # Ok::<(), score_sde::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 use crate::float::Real;

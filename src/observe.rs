@@ -5,6 +5,23 @@
 //! run with that error. [`FiniteCheck`] — on by default in [`Sampler::run`](crate::Sampler::run)
 //! — stops with [`Error::Diverged`] naming the step and row where the state first turned
 //! non-finite.
+//!
+//! ```
+//! use score_sde::prelude::*;
+//! use score_sde::sample::Ddim;
+//! use rand::SeedableRng;
+//! let sde = VpSde::<f64>::default();
+//! let model = AnalyticScore::new(problems::ring2d(), *sde.schedule());
+//! let sampler = Ddim::new(sde.clone(), TimeGrid::quadratic(sde.schedule(), 10)?)?;
+//! let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
+//! let x = sampler.initial_state(100, 2, &mut rng)?;
+//! // Keep every 5th state of the first 3 rows.
+//! let mut paths = Trajectory::new(5, Some(3));
+//! sampler.run_with(&model, x, &mut rng, &mut paths)?;
+//! assert_eq!(paths.frames().len(), 2);
+//! assert_eq!(paths.frames()[1].2.dim(), (3, 2));
+//! # Ok::<(), score_sde::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 use crate::float::Real;

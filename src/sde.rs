@@ -6,6 +6,15 @@
 //! have: the Gaussian marginal `x_t = α(t) x_0 + σ(t) z` ([`LinearSde::perturb`]),
 //! and the exact transition between two times ([`LinearSde::transition`]).
 //! [`MarginalSde`] exposes the schedule behind an SDE for samplers that need `α`, `σ`, `λ`.
+//!
+//! ```
+//! use score_sde::prelude::*;
+//! let sde = VpSde::<f64>::default(); // VP, β from 0.1 to 20 (Song et al. 2021, eq. 11)
+//! let (a, sd) = sde.transition(0.2, 0.5); // x_0.5 | x_0.2 ~ N(a x_0.2, sd² I)
+//! // Composing with the marginal from 0 gives the marginal at 0.5: α(0.5) = a α(0.2).
+//! assert!((sde.alpha(0.5) - a * sde.alpha(0.2)).abs() < 1e-12);
+//! assert!((sde.sigma(0.5).powi(2) - (a * sde.sigma(0.2)).powi(2) - sd * sd).abs() < 1e-12);
+//! ```
 
 use crate::check;
 use crate::error::{Error, Result};

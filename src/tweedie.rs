@@ -1,6 +1,20 @@
 //! Denoising by Tweedie's formula (Efron 2011; Song et al. 2021, eq. 47 and App. G).
 //!
 //! For `x_t = α x_0 + σ z`: `E[x_0 | x_t] = (x_t + σ² ∇ log p_t(x_t)) / α`.
+//!
+//! ```
+//! use score_sde::prelude::*;
+//! use score_sde::tweedie::denoise;
+//! let ring = problems::ring2d::<f64>();
+//! let vp = VpLinear::<f64>::default();
+//! let model = AnalyticScore::new(ring.clone(), vp);
+//! let x = ndarray::array![[3.9, 0.1], [0.0, -2.0]];
+//! // Tweedie's formula with the exact score is the exact posterior mean.
+//! let x0 = denoise(&model, &vp, x.view(), 0.4)?;
+//! let exact = ring.posterior_mean(x.view(), vp.alpha(0.4), vp.sigma(0.4))?;
+//! assert!((&x0 - &exact).iter().all(|d| d.abs() < 1e-9));
+//! # Ok::<(), score_sde::Error>(())
+//! ```
 
 use crate::error::Result;
 use crate::float::Real;

@@ -3,6 +3,24 @@
 //! [`Sampler`] is the one interface; the samplers implementing it (reverse-time SDE,
 //! ancestral, predictor–corrector, Langevin MCMC, probability-flow ODE solvers, DDIM,
 //! DPM-Solver++, EDM) live in submodules of this folder.
+//!
+//! ```
+//! use score_sde::prelude::*;
+//! use score_sde::sample::{DpmSolverPp, Pc};
+//! use rand::SeedableRng;
+//! let sde = VpSde::<f64>::default();
+//! let model = AnalyticScore::new(problems::ring2d(), *sde.schedule());
+//! // Samplers are interchangeable behind the object-safe trait.
+//! let samplers: Vec<Box<dyn Sampler<f64>>> = vec![
+//!     Box::new(Pc::new(sde.clone(), TimeGrid::uniform(sde.schedule(), 100)?)?),
+//!     Box::new(DpmSolverPp::new(sde.clone(), TimeGrid::log_snr(sde.schedule(), 20)?)?),
+//! ];
+//! for s in &samplers {
+//!     let run = s.sample(&model, 200, 2, &mut rand_pcg::Pcg64::seed_from_u64(0))?;
+//!     assert_eq!(run.samples.dim(), (200, 2));
+//! }
+//! # Ok::<(), score_sde::Error>(())
+//! ```
 
 pub mod corrector;
 pub mod ddim;
