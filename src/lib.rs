@@ -53,6 +53,7 @@ pub mod likelihood;
 mod linalg;
 pub mod metrics;
 pub mod observe;
+mod par;
 pub mod sample;
 pub mod schedule;
 pub mod score;

@@ -10,6 +10,7 @@
 use crate::check;
 use crate::error::{Error, Result};
 use crate::float::Real;
+use crate::par::zip_update;
 use crate::schedule::{Edm, Schedule, SubVp, Ve, VpLinear};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 use rand::RngCore;
@@ -283,7 +284,8 @@ impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
     fn drift(&self, x: ArrayView2<F>, t: F, mut out: ArrayViewMut2<F>) -> Result<()> {
         check::same_shape("drift output", x.shape(), out.shape())?;
         let f = self.schedule.f(t);
-        Zip::from(&mut out).and(&x).for_each(|o, &x| *o = f * x);
+        let n = x.len();
+        zip_update!(n, Zip::from(&mut out).and(&x), |o, &x| *o = f * x);
         Ok(())
     }
     fn diffusion(&self, t: F) -> F {
@@ -322,7 +324,8 @@ impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
         check::same_shape("discretize output", x.shape(), f_out.shape())?;
         let (a, g) = self.transition(t - dt, t);
         let am1 = a - F::one();
-        Zip::from(&mut f_out).and(&x).for_each(|o, &x| *o = am1 * x);
+        let n = x.len();
+        zip_update!(n, Zip::from(&mut f_out).and(&x), |o, &x| *o = am1 * x);
         Ok(g)
     }
 }

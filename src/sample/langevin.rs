@@ -298,7 +298,7 @@ impl<F: Real, L: LogDensity<F>> Sampler<F> for Mala<F, L> {
         }
         let mut noise = RowNoise::from_rng(rng, n);
         // buf.score = s(y), buf.work = y, buf.rows = log π(y).
-        let mut buf = Buffers::new(n, d);
+        let mut buf = Buffers::with_proposal(n, d);
         let mut sx = Array2::<F>::zeros((n, d));
         let mut lx = Array1::<F>::zeros(n);
         let (delta, t) = (self.step, self.t);
