@@ -13,7 +13,7 @@
 //! | [`Predictor`] | update `x ← mean + std · z` | source |
 //! |---|---|---|
 //! | `EulerMaruyama` | mean `x − [f(x,t) − g² s] h`, std `g(t) √h` | Song et al. 2021, App. E (`EulerMaruyamaPredictor`) |
-//! | `ReverseDiffusion` | mean `x − f_i + G_i² s`, std `G_i`, with `(f_i, G_i)` = [`ForwardSde::discretize`] over `[t', t]` | Song et al. 2021, eq. 46 (`ReverseDiffusionPredictor`) |
+//! | `ReverseDiffusion` | mean `x − f_i + G_i² s`, std `G_i`, with `(f_i, G_i)` = the exact transition over `[t', t]` (as [`LinearSde::discretize`](crate::sde::LinearSde))  | Song et al. 2021, eq. 46 (`ReverseDiffusionPredictor`) |
 //! | `Ancestral` | mean `(x + v s)/a`, std `σ_{t'} √v / σ_t`, with `a = α_t/α_{t'}`, `v = σ_t² − a² σ_{t'}²` | Ho et al. 2020, eq. 11 (VP); Song et al. 2021, eq. 47 (VE) |
 //!
 //! The ancestral step is the DDPM posterior `q(x_{t'} | x_t, x̂_0)` with Tweedie's
