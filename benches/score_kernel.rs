@@ -1,8 +1,8 @@
 //! Throughput of the exact mixture score kernel: `AnalyticScore::score` and
-//! `AnalyticScore::divergence` on the ring2d (2-D, 8 isotropic components) and rand16d
-//! (16-D, 5 full-covariance components) problems under VP-linear at `t = 0.5`, for a
-//! batch of 10 000 samples, in f64 and f32. Criterion reports samples per second
-//! (`Throughput::Elements`).
+//! `AnalyticScore::divergence` on the ring2d (2-D, 8 isotropic components, batch 100 000)
+//! and rand16d (16-D, 5 full-covariance components, batch 20 000) problems — the peer
+//! comparison's sizes — under VP-linear at `t = 0.5`, in f64 and f32. Criterion reports
+//! samples per second (`Throughput::Elements`).
 //!
 //! Run with `cargo bench --bench score_kernel`.
 
@@ -17,8 +17,10 @@ use score_sde::{Real, ScoreModel};
 use std::hint::black_box;
 use std::time::Duration;
 
-const BATCH: usize = 10_000;
 const T: f64 = 0.5;
+/// Batch sizes of the peer comparison (ring2d N = 100 000, rand16d N = 20 000).
+const RING_N: usize = 100_000;
+const RAND16_N: usize = 20_000;
 
 /// Benchmark score and divergence of `gm` diffused under VP-linear, on a batch of
 /// samples of `p_t` itself (so the responsibilities are those a sampler sees).
@@ -26,16 +28,18 @@ fn bench_problem<F: Real>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     gm: GaussianMixture<F>,
+    batch: usize,
 ) {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
     let sde = VpSde::<F>::default();
-    let x0 = gm.sample(BATCH, &mut rng).expect("sample");
+    let x0 = gm.sample(batch, &mut rng).expect("sample");
     let t = F::lit(T);
     let (x, _) = sde.perturb(x0.view(), t, &mut rng).expect("perturb");
     let model = AnalyticScore::new(gm, VpLinear::<F>::default());
     let mut out = Array2::<F>::zeros(x.raw_dim());
-    let mut div = Array1::<F>::zeros(BATCH);
+    let mut div = Array1::<F>::zeros(batch);
     let ty = std::any::type_name::<F>();
+    g.throughput(Throughput::Elements(batch as u64));
 
     g.bench_function(format!("{name}/{ty}/score"), |b| {
         b.iter(|| {
@@ -58,14 +62,13 @@ fn bench_problem<F: Real>(
 
 fn score_kernel(c: &mut Criterion) {
     let mut g = c.benchmark_group("score_kernel");
-    g.throughput(Throughput::Elements(BATCH as u64))
-        .measurement_time(Duration::from_secs(3))
+    g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
         .sample_size(20);
-    bench_problem(&mut g, "ring2d", problems::ring2d::<f64>());
-    bench_problem(&mut g, "ring2d", problems::ring2d::<f32>());
-    bench_problem(&mut g, "rand16d", problems::rand16d::<f64>());
-    bench_problem(&mut g, "rand16d", problems::rand16d::<f32>());
+    bench_problem(&mut g, "ring2d", problems::ring2d::<f64>(), RING_N);
+    bench_problem(&mut g, "ring2d", problems::ring2d::<f32>(), RING_N);
+    bench_problem(&mut g, "rand16d", problems::rand16d::<f64>(), RAND16_N);
+    bench_problem(&mut g, "rand16d", problems::rand16d::<f32>(), RAND16_N);
     g.finish();
 }
 

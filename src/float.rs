@@ -20,8 +20,21 @@ use std::fmt::{Debug, Display};
 /// assert!(z.is_finite());
 /// assert_eq!(<f64 as Real>::lit(0.5), 0.5);
 /// ```
+///
+/// Sealed: the mixture kernel's vectorised exponential (`PolyExp`, crate-internal) is a
+/// supertrait, implemented for `f32` and `f64` only.
 pub trait Real:
-    NdFloat + Float + FromPrimitive + ToPrimitive + Default + Debug + Display + Send + Sync + 'static
+    NdFloat
+    + Float
+    + FromPrimitive
+    + ToPrimitive
+    + Default
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + 'static
+    + crate::gmm::exp::PolyExp
 {
     /// Machine epsilon of the type.
     const EPS: Self;

@@ -14,8 +14,10 @@
 //! under a schedule, with the exact divergence.
 
 mod analytic;
+pub(crate) mod exp;
 pub(crate) mod kernel;
 mod posterior;
+mod simd;
 mod spec;
 
 pub use analytic::AnalyticScore;

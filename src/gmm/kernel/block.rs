@@ -1,0 +1,471 @@
+//! The blocked, structure-of-arrays evaluation: the fast path for batches.
+//!
+//! A block of `B` rows is transposed to `X` (`D×B`, one contiguous run of rows per
+//! coordinate), so that every step below is a loop over contiguous rows that the
+//! compiler vectorises — including the exponentials, through the polynomial
+//! [`exp_poly`](crate::gmm::exp::PolyExp::exp_poly). Per component `k`, with the
+//! precision `P_k = (α² S_k + σ² I)⁻¹ = U_k diag(1/c_k) U_kᵀ` formed once per call:
+//!
+//! ```text
+//! R_k = X − α μ_k                      (D×B, elementwise)
+//! G_k = P_k R_k                        (D×D · D×B; elementwise 1/c_k if S_k is diagonal)
+//! ℓ_k = log w_k − ½ Σ_d R_k ⊙ G_k − ½ log det(2π (α² S_k + σ² I))
+//! r   = softmax_k ℓ_k                  (max-shifted, per row)
+//! ∇ log p = −Σ_k r_k G_k
+//! Δ log p = Σ_k r_k (|G_k|² − tr P_k) − |∇ log p|²
+//! ```
+//!
+//! This needs one `D×D` product per component and row instead of the two of the
+//! eigenbasis form (`y = Uᵀ r`, then `U (y/c)`), because `P_k` is applied directly.
+//! The loops are plain slice loops rather than `Zip`s so that, marked
+//! `#[inline(always)]`, they are compiled inside the per-instruction-set entry points
+//! ([`Isa`]) with that instruction set's vector width.
+
+use super::{Outputs, Parts};
+use crate::float::Real;
+use crate::gmm::exp::madd;
+use crate::gmm::simd::{Isa, PORTABLE_FMA};
+use ndarray::{ArrayView2, s};
+
+/// Rows are processed in chunks of this many: a multiple of every SIMD width, so the
+/// inner loops need no remainder handling (blocks are zero-padded to a multiple).
+pub(crate) const CHUNK: usize = 16;
+
+/// Elements budgeted for the per-block buffers (`K·(D + 2)` per row): 64 KiB in f64,
+/// so that the several passes over a block hit L1/L2.
+const BLOCK_BUDGET: usize = 8 * 1024;
+
+/// Largest block, in rows.
+const MAX_BLOCK: usize = 1024;
+
+/// Reusable buffers for the blocked path; per-block arrays are `[component][coordinate][row]`.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockWorkspace<F> {
+    k: usize,
+    d: usize,
+    /// Rows per block (a multiple of [`CHUNK`]).
+    bm: usize,
+    /// `α μ_k`, `K×D`.
+    shift: Vec<F>,
+    /// `1/c_k`, `K×D` (used for diagonal `S_k`).
+    inv_c: Vec<F>,
+    /// `log w_k − ½ log det(2π Σ_k)`.
+    log_norm: Vec<F>,
+    /// `tr P_k`.
+    trace_prec: Vec<F>,
+    /// `P_k`, `K×D×D` row-major (used for non-diagonal `S_k`).
+    prec: Vec<F>,
+    /// The block transposed, `D×bm`.
+    xt: Vec<F>,
+    /// `R_k` of the current component, `D×bm`.
+    res: Vec<F>,
+    /// `G_k` for every component, `K×D×bm`.
+    g: Vec<F>,
+    /// `ℓ_k`, then `exp(ℓ_k − max)`, then `r_k`: `K×bm`.
+    logits: Vec<F>,
+    /// `|G_k|²`, `K×bm` (Laplacian only).
+    sq: Vec<F>,
+    /// Row maxima of the logits, then the Laplacian.
+    mx: Vec<F>,
+    /// Row sums of the shifted exponentials.
+    sum: Vec<F>,
+    /// `Σ_k r_k G_k`, `D×bm`.
+    s: Vec<F>,
+}
+
+impl<F: Real> BlockWorkspace<F> {
+    pub(crate) fn new(k: usize, d: usize) -> Self {
+        let per_row = (k * (d + 2)).max(1);
+        let bm = (BLOCK_BUDGET / per_row / CHUNK * CHUNK).clamp(CHUNK, MAX_BLOCK);
+        let z = |n: usize| vec![F::zero(); n];
+        Self {
+            k,
+            d,
+            bm,
+            shift: z(k * d),
+            inv_c: z(k * d),
+            log_norm: z(k),
+            trace_prec: z(k),
+            prec: z(k * d * d),
+            xt: z(d * bm),
+            res: z(d * bm),
+            g: z(k * d * bm),
+            logits: z(k * bm),
+            sq: z(k * bm),
+            mx: z(bm),
+            sum: z(bm),
+            s: z(d * bm),
+        }
+    }
+
+    /// Per-call constants at `(α, σ)`, computed in f64.
+    fn set_up(&mut self, parts: &Parts<'_, F>, alpha: F, sigma: F) {
+        let (k_n, d) = (self.k, self.d);
+        let (a, s2) = (alpha.as_f64(), sigma.as_f64() * sigma.as_f64());
+        let log2pi = (2.0 * std::f64::consts::PI).ln();
+        let mut c = vec![0.0_f64; 0];
+        c.resize(d, 0.0);
+        for k in 0..k_n {
+            let mut log_det = 0.0;
+            let mut tr = 0.0;
+            for j in 0..d {
+                c[j] = a * a * parts.eigvals[[k, j]].as_f64() + s2;
+                self.inv_c[k * d + j] = F::lit(1.0 / c[j]);
+                self.shift[k * d + j] = F::lit(a * parts.means[[k, j]].as_f64());
+                log_det += c[j].ln();
+                tr += 1.0 / c[j];
+            }
+            self.log_norm[k] =
+                F::lit(parts.log_weights[k].as_f64() - 0.5 * log_det - 0.5 * d as f64 * log2pi);
+            self.trace_prec[k] = F::lit(tr);
+            if !parts.axis_aligned[k] {
+                let u = parts.eigvecs.index_axis(ndarray::Axis(0), k);
+                for i in 0..d {
+                    for j in 0..=i {
+                        let mut v = 0.0;
+                        for l in 0..d {
+                            v += u[[i, l]].as_f64() * u[[j, l]].as_f64() / c[l];
+                        }
+                        self.prec[(k * d + i) * d + j] = F::lit(v);
+                        self.prec[(k * d + j) * d + i] = F::lit(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Evaluate on the rows of `x` with the copy of the loops compiled for `isa`.
+pub(crate) fn evaluate<F: Real>(
+    isa: Isa,
+    parts: &Parts<'_, F>,
+    alpha: F,
+    sigma: F,
+    x: ArrayView2<F>,
+    ws: &mut BlockWorkspace<F>,
+    mut out: Outputs<'_, F>,
+) {
+    ws.set_up(parts, alpha, sigma);
+    match isa {
+        Isa::Portable => run::<F, PORTABLE_FMA>(parts.axis_aligned, x, ws, &mut out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2Fma` is only produced by `Isa::detect` (and `available`)
+        // after checking that this CPU has AVX2 and FMA.
+        Isa::Avx2Fma => unsafe { run_avx2_fma(parts.axis_aligned, x, ws, &mut out) },
+    }
+}
+
+/// [`run`] compiled with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2_fma<F: Real>(
+    axis_aligned: &[bool],
+    x: ArrayView2<F>,
+    ws: &mut BlockWorkspace<F>,
+    out: &mut Outputs<'_, F>,
+) {
+    run::<F, true>(axis_aligned, x, ws, out)
+}
+
+/// All blocks of `x`.
+#[inline(always)]
+fn run<F: Real, const FMA: bool>(
+    axis_aligned: &[bool],
+    x: ArrayView2<F>,
+    ws: &mut BlockWorkspace<F>,
+    out: &mut Outputs<'_, F>,
+) {
+    let n = x.nrows();
+    let need_g = out.score.is_some() || out.laplacian.is_some();
+    let need_sq = out.laplacian.is_some();
+    let mut start = 0;
+    while start < n {
+        let b = ws.bm.min(n - start);
+        let len = b.div_ceil(CHUNK) * CHUNK;
+        gather(x.slice(s![start..start + b, ..]), ws, len);
+        components::<F, FMA>(axis_aligned, ws, len, need_sq);
+        softmax::<F, FMA>(ws, len);
+        write_log_prob(ws, out, start, b);
+        weigh::<F, FMA>(ws, len);
+        if need_g {
+            score_sum::<F, FMA>(ws, len, need_sq);
+        }
+        scatter(ws, out, start, b);
+        start += b;
+    }
+}
+
+/// `xt[j][i] = x[i][j]`, rows `b..len` set to zero (finite padding).
+#[inline(always)]
+fn gather<F: Real>(xb: ArrayView2<F>, ws: &mut BlockWorkspace<F>, len: usize) {
+    let (b, d, bm) = (xb.nrows(), ws.d, ws.bm);
+    let xt = &mut ws.xt;
+    if let Some(xs) = xb.as_slice() {
+        for (i, row) in xs.chunks_exact(d).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                xt[j * bm + i] = v;
+            }
+        }
+    } else {
+        for (i, row) in xb.rows().into_iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                xt[j * bm + i] = v;
+            }
+        }
+    }
+    for j in 0..d {
+        xt[j * bm + b..j * bm + len].fill(F::zero());
+    }
+}
+
+/// `ℓ_k`, `G_k` and (if asked) `|G_k|²` for every component.
+#[inline(always)]
+fn components<F: Real, const FMA: bool>(
+    axis_aligned: &[bool],
+    ws: &mut BlockWorkspace<F>,
+    len: usize,
+    need_sq: bool,
+) {
+    let (k_n, d, bm) = (ws.k, ws.d, ws.bm);
+    for k in 0..k_n {
+        let q = &mut ws.logits[k * bm..k * bm + len];
+        let sq = &mut ws.sq[k * bm..k * bm + len];
+        q.fill(F::zero());
+        if need_sq {
+            sq.fill(F::zero());
+        }
+        let gk = &mut ws.g[k * d * bm..(k + 1) * d * bm];
+        if axis_aligned[k] {
+            // P_k = diag(1/c_k): G = R / c, no product needed.
+            for j in 0..d {
+                let (m, ic) = (ws.shift[k * d + j], ws.inv_c[k * d + j]);
+                let xj = &ws.xt[j * bm..j * bm + len];
+                let gj = &mut gk[j * bm..j * bm + len];
+                for i in 0..len {
+                    let r = xj[i] - m;
+                    let g = r * ic;
+                    gj[i] = g;
+                    q[i] = madd::<F, FMA>(r, g, q[i]);
+                }
+                if need_sq {
+                    for i in 0..len {
+                        sq[i] = madd::<F, FMA>(gj[i], gj[i], sq[i]);
+                    }
+                }
+            }
+        } else {
+            for j in 0..d {
+                let m = ws.shift[k * d + j];
+                let xj = &ws.xt[j * bm..j * bm + len];
+                let rj = &mut ws.res[j * bm..j * bm + len];
+                for i in 0..len {
+                    rj[i] = xj[i] - m;
+                }
+            }
+            matmul::<F, FMA>(
+                &ws.prec[k * d * d..(k + 1) * d * d],
+                d,
+                &ws.res,
+                gk,
+                bm,
+                len,
+            );
+            for j in 0..d {
+                let rj = &ws.res[j * bm..j * bm + len];
+                let gj = &gk[j * bm..j * bm + len];
+                for i in 0..len {
+                    q[i] = madd::<F, FMA>(rj[i], gj[i], q[i]);
+                }
+                if need_sq {
+                    for i in 0..len {
+                        sq[i] = madd::<F, FMA>(gj[i], gj[i], sq[i]);
+                    }
+                }
+            }
+        }
+        // ℓ = log_norm − ½ q, in place.
+        let (ln, mhalf) = (ws.log_norm[k], F::lit(-0.5));
+        for v in q.iter_mut() {
+            *v = madd::<F, FMA>(mhalf, *v, ln);
+        }
+    }
+}
+
+/// `dst[j] = Σ_l p[j][l] src[l]` for rows of length `len` (stride `bm`): `G = P R`.
+///
+/// Two output coordinates and one chunk of rows at a time keep the accumulators in
+/// registers, with one load of `src` per two multiply-adds per lane.
+#[inline(always)]
+fn matmul<F: Real, const FMA: bool>(
+    p: &[F],
+    d: usize,
+    src: &[F],
+    dst: &mut [F],
+    bm: usize,
+    len: usize,
+) {
+    let mut j = 0;
+    while j + 2 <= d {
+        let (p0, p1) = (&p[j * d..(j + 1) * d], &p[(j + 1) * d..(j + 2) * d]);
+        let mut c = 0;
+        while c < len {
+            let mut a0 = [F::zero(); CHUNK];
+            let mut a1 = [F::zero(); CHUNK];
+            for l in 0..d {
+                let v = &src[l * bm + c..l * bm + c + CHUNK];
+                let (w0, w1) = (p0[l], p1[l]);
+                for t in 0..CHUNK {
+                    a0[t] = madd::<F, FMA>(w0, v[t], a0[t]);
+                    a1[t] = madd::<F, FMA>(w1, v[t], a1[t]);
+                }
+            }
+            dst[j * bm + c..j * bm + c + CHUNK].copy_from_slice(&a0);
+            dst[(j + 1) * bm + c..(j + 1) * bm + c + CHUNK].copy_from_slice(&a1);
+            c += CHUNK;
+        }
+        j += 2;
+    }
+    if j < d {
+        let p0 = &p[j * d..(j + 1) * d];
+        let mut c = 0;
+        while c < len {
+            let mut a0 = [F::zero(); CHUNK];
+            for l in 0..d {
+                let v = &src[l * bm + c..l * bm + c + CHUNK];
+                let w0 = p0[l];
+                for t in 0..CHUNK {
+                    a0[t] = madd::<F, FMA>(w0, v[t], a0[t]);
+                }
+            }
+            dst[j * bm + c..j * bm + c + CHUNK].copy_from_slice(&a0);
+            c += CHUNK;
+        }
+    }
+}
+
+/// Max-shifted exponentials of the logits (in place) and their row sums.
+#[inline(always)]
+fn softmax<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize) {
+    let (k_n, bm) = (ws.k, ws.bm);
+    let mx = &mut ws.mx[..len];
+    mx.copy_from_slice(&ws.logits[..len]);
+    for k in 1..k_n {
+        let l = &ws.logits[k * bm..k * bm + len];
+        for i in 0..len {
+            // `max` rather than a select, which LLVM turns into a masked store (slow on AMD).
+            mx[i] = mx[i].max(l[i]);
+        }
+    }
+    let sum = &mut ws.sum[..len];
+    sum.fill(F::zero());
+    for k in 0..k_n {
+        let l = &mut ws.logits[k * bm..k * bm + len];
+        for i in 0..len {
+            let e = (l[i] - mx[i]).exp_poly::<FMA>();
+            l[i] = e;
+            sum[i] += e;
+        }
+    }
+}
+
+/// `log p = max + log Σ exp(ℓ − max)`; scalar `ln`, as only the log-density needs it.
+fn write_log_prob<F: Real>(
+    ws: &BlockWorkspace<F>,
+    out: &mut Outputs<'_, F>,
+    start: usize,
+    b: usize,
+) {
+    if let Some(lp) = out.log_prob.as_mut() {
+        for i in 0..b {
+            lp[start + i] = ws.mx[i] + ws.sum[i].ln();
+        }
+    }
+}
+
+/// Responsibilities `r_k = e_k / Σ e`, in place of the exponentials.
+#[inline(always)]
+fn weigh<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize) {
+    let (k_n, bm) = (ws.k, ws.bm);
+    let inv = &mut ws.sum[..len];
+    for v in inv.iter_mut() {
+        *v = F::one() / *v;
+    }
+    for k in 0..k_n {
+        let l = &mut ws.logits[k * bm..k * bm + len];
+        for i in 0..len {
+            l[i] *= inv[i];
+        }
+    }
+}
+
+/// `Σ_k r_k G_k` into `s` and, if asked, the Laplacian into `mx`.
+#[inline(always)]
+fn score_sum<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize, need_sq: bool) {
+    let (k_n, d, bm) = (ws.k, ws.d, ws.bm);
+    for j in 0..d {
+        let sj = &mut ws.s[j * bm..j * bm + len];
+        sj.fill(F::zero());
+        for k in 0..k_n {
+            let r = &ws.logits[k * bm..k * bm + len];
+            let gj = &ws.g[(k * d + j) * bm..(k * d + j) * bm + len];
+            for i in 0..len {
+                sj[i] = madd::<F, FMA>(r[i], gj[i], sj[i]);
+            }
+        }
+    }
+    if need_sq {
+        // Δ log p = Σ_k r_k (|G_k|² − tr P_k) − |s|².
+        let lap = &mut ws.mx[..len];
+        lap.fill(F::zero());
+        for k in 0..k_n {
+            let r = &ws.logits[k * bm..k * bm + len];
+            let sq = &ws.sq[k * bm..k * bm + len];
+            let tr = ws.trace_prec[k];
+            for i in 0..len {
+                lap[i] = madd::<F, FMA>(r[i], sq[i] - tr, lap[i]);
+            }
+        }
+        for j in 0..d {
+            let sj = &ws.s[j * bm..j * bm + len];
+            for i in 0..len {
+                lap[i] = madd::<F, FMA>(-sj[i], sj[i], lap[i]);
+            }
+        }
+    }
+}
+
+/// Copy the block's score (negated sum), Laplacian and responsibilities to the outputs.
+fn scatter<F: Real>(ws: &BlockWorkspace<F>, out: &mut Outputs<'_, F>, start: usize, b: usize) {
+    let (k_n, d, bm) = (ws.k, ws.d, ws.bm);
+    if let Some(sc) = out.score.as_mut() {
+        let mut sb = sc.slice_mut(s![start..start + b, ..]);
+        if let Some(so) = sb.as_slice_mut() {
+            for (i, row) in so.chunks_exact_mut(d).enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = -ws.s[j * bm + i];
+                }
+            }
+        } else {
+            for (i, mut row) in sb.rows_mut().into_iter().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = -ws.s[j * bm + i];
+                }
+            }
+        }
+    }
+    if let Some(l) = out.laplacian.as_mut() {
+        for i in 0..b {
+            l[start + i] = ws.mx[i];
+        }
+    }
+    if let Some(resp) = out.responsibilities.as_mut() {
+        for k in 0..k_n {
+            for i in 0..b {
+                resp[[start + i, k]] = ws.logits[k * bm + i];
+            }
+        }
+    }
+}
