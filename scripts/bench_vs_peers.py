@@ -12,6 +12,8 @@ Environment (defaults in brackets):
   PEERS_PYTHON [/tmp/peers-venv/bin/python]  interpreter with the peers' requirements; if the
                default is missing, a venv is made there and requirements.txt installed
   PARTS [numpy,torch64,torch32,diffusers,threads,memory]  what to run
+  PROBLEMS [ring2d rand16d]  problems of the peer parts
+  ALGOS [all]  e.g. "em pc-rd-langevin": only these SDE samplers in the numpy/torch parts
   THREADS [1]  OMP/MKL/OpenBLAS threads and torch threads for the peers (ours: 1 thread)
   MALLOC_TUNE [1]  the peers' glibc tuning (see the peers' README: without it every score
                call page-faults its temporaries afresh and numpy runs ~2x slower)
@@ -53,6 +55,8 @@ N_MEM = env_int("N_MEM", 20000 if QUICK else 1000000)
 THREAD_STEPS = env_int("THREAD_STEPS", 50 if QUICK else 1000)
 THREADS = os.environ.get("THREADS", "1")
 PARTS = os.environ.get("PARTS", "numpy,torch64,torch32,diffusers,threads,memory").split(",")
+PROBLEMS = os.environ.get("PROBLEMS", "ring2d rand16d").split()
+ALGOS = os.environ.get("ALGOS", "").split()
 QUIET_MAX_WAIT = float(os.environ.get("QUIET_MAX_WAIT", 0 if QUICK else 60))
 QUIET_THRESHOLD = float(os.environ.get("QUIET_THRESHOLD", 0.5))
 
@@ -153,12 +157,16 @@ def jobs(pdir, py, bins):
 
     def pair(name, n, steps, algos, dtype, peer_cmd, ours_algos=None):
         for algo, peer_algo in zip(algos, ours_algos or algos):
+            if ALGOS and isinstance(algo, str) and algo not in ALGOS:
+                continue
             k = len(out) // 2
             out.append((f"ours#{k}", [ours, "--problem", prob(name), "--n", str(n), "--steps", *map(str, steps),
                                  "--algo", *([algo] if isinstance(algo, str) else algo), "--dtype", dtype], REPO))
             out.append((f"peer#{k}", peer_cmd(peer_algo), pdir))
 
     for name, n, n64 in (("ring2d", N2, N2_T64), ("rand16d", N16, N16_T64)):
+        if name not in PROBLEMS:
+            continue
         if "numpy" in PARTS:
             pair(name, n, [SDE_STEPS], ["em", "pc-rd-langevin", "pc-em-langevin"], "float64",
                  lambda a: [py, "peer_numpy_sde.py", "--problem", name, "--n", str(n), "--steps", str(SDE_STEPS),
