@@ -147,12 +147,11 @@ fn diffusers_linspace_times(steps: usize) -> Vec<f64> {
     ts.into_iter().map(|i| (i + 1.0) / 1000.0).collect()
 }
 
-/// Build the sampler and the model for `algo` at `steps` steps; returns them with the NFE.
-fn build<F: Real>(
-    algo: &str,
-    steps: usize,
-    mixture: &GaussianMixture<F>,
-) -> Result<(Box<dyn Sampler<F>>, Box<dyn ScoreModel<F>>, Value)> {
+/// A sampler, its model, and a description for the JSON line.
+type Built<F> = (Box<dyn Sampler<F>>, Box<dyn ScoreModel<F>>, Value);
+
+/// Build the sampler and the model for `algo` at `steps` steps, with a description.
+fn build<F: Real>(algo: &str, steps: usize, mixture: &GaussianMixture<F>) -> Result<Built<F>> {
     let sde = VpSde::<F>::default();
     let sched = *sde.schedule();
     let continuous =
