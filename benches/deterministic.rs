@@ -108,5 +108,39 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// DPM-Solver++ 2M steps at the peer comparison's sizes (ring2d N = 100 000, rand16d
+/// N = 20 000) in f32 (diffusers' precision) and f64; throughput in samples·steps.
+fn bench_dpm_steps<F: Real>(c: &mut Criterion, name: &str, gm: GaussianMixture<F>, n: usize) {
+    const K: usize = 10;
+    let sde = VpSde::<F>::default();
+    let model = AnalyticScore::new(gm.clone(), *sde.schedule());
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
+    let x = sde.sample_prior(n, gm.dim(), &mut rng).unwrap();
+    let s = DpmSolverPp::new(sde.clone(), TimeGrid::quadratic(sde.schedule(), K).unwrap()).unwrap();
+    let ty = std::any::type_name::<F>();
+    let mut group = c.benchmark_group(format!("sampler_step/{name}/{ty}"));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(criterion::Throughput::Elements((n * K) as u64));
+    group.bench_function(format!("dpm++2M/{n}"), |b| {
+        b.iter(|| {
+            let run = s
+                .run(black_box(&model), black_box(x.clone()), &mut rng)
+                .unwrap();
+            black_box(run.samples)
+        })
+    });
+    group.finish();
+}
+
+fn bench_steps(c: &mut Criterion) {
+    bench_dpm_steps::<f32>(c, "ring2d", problems::ring2d(), 100_000);
+    bench_dpm_steps::<f64>(c, "ring2d", problems::ring2d(), 100_000);
+    bench_dpm_steps::<f32>(c, "rand16d", problems::rand16d(), 20_000);
+    bench_dpm_steps::<f64>(c, "rand16d", problems::rand16d(), 20_000);
+}
+
+criterion_group!(benches, bench, bench_steps);
 criterion_main!(benches);

@@ -11,7 +11,7 @@ use score_sde::grid::TimeGrid;
 use score_sde::sample::{AnnealedLangevin, Corrector, Mala, Pc, Predictor, StepRule, Ula};
 use score_sde::schedule::Edm;
 use score_sde::sde::VpSde;
-use score_sde::{Sampler, ScoreModel};
+use score_sde::{Real, Sampler, ScoreModel};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -90,9 +90,49 @@ fn bench_problem(c: &mut Criterion, name: &str, p0: GaussianMixture<f64>, n: usi
     group.finish();
 }
 
+/// The per-step cost at the peer comparison's sizes (ring2d N = 100 000, rand16d
+/// N = 20 000), f64 and f32: Euler–Maruyama and PC (reverse diffusion + Langevin) steps,
+/// throughput in samples·steps (one NFE per EM step, two per PC step). With
+/// `--features rayon` the same benches run on rayon's global pool (all cores).
+fn bench_steps<F: Real>(c: &mut Criterion, name: &str, p0: GaussianMixture<F>, n: usize) {
+    const K: usize = 5;
+    let sde = VpSde::<F>::default();
+    let model = AnalyticScore::new(p0.clone(), *sde.schedule());
+    let grid = TimeGrid::uniform(sde.schedule(), K).unwrap();
+    let em = Pc::new(sde.clone(), grid.clone()).unwrap();
+    let pc = em
+        .clone()
+        .predictor(Predictor::ReverseDiffusion)
+        .snr(0.16)
+        .unwrap();
+    let ty = std::any::type_name::<F>();
+    let mut group = c.benchmark_group(format!("sampler_step/{name}/{ty}"));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements((n * K) as u64));
+    let x0 = em
+        .initial_state(n, p0.dim(), &mut rand_pcg::Pcg64::seed_from_u64(0))
+        .unwrap();
+    for (label, sampler) in [("em", &em), ("pc_rd_langevin", &pc)] {
+        group.bench_with_input(BenchmarkId::new(label, n), &x0, |b, x0| {
+            b.iter(|| {
+                let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
+                black_box(sampler.run(&model, x0.clone(), &mut rng).unwrap())
+            })
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     bench_problem(c, "ring2d", problems::ring2d(), 10_000);
     bench_problem(c, "rand16d", problems::rand16d(), 2_000);
+    bench_steps::<f64>(c, "ring2d", problems::ring2d(), 100_000);
+    bench_steps::<f32>(c, "ring2d", problems::ring2d(), 100_000);
+    bench_steps::<f64>(c, "rand16d", problems::rand16d(), 20_000);
+    bench_steps::<f32>(c, "rand16d", problems::rand16d(), 20_000);
 }
 
 criterion_group!(stochastic, benches);

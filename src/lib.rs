@@ -105,6 +105,7 @@ pub mod likelihood;
 mod linalg;
 pub mod metrics;
 pub mod observe;
+mod par;
 #[cfg(feature = "progress")]
 pub mod progress;
 pub mod sample;

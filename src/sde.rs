@@ -19,6 +19,7 @@
 use crate::check;
 use crate::error::{Error, Result};
 use crate::float::Real;
+use crate::par::zip_update;
 use crate::schedule::{Edm, Schedule, SubVp, Ve, VpLinear};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 use rand::RngCore;
@@ -56,6 +57,13 @@ pub trait ForwardSde<F: Real>: Send + Sync + Debug {
 ///
 /// Samplers that work in `α`, `σ` or log-SNR (ancestral, DDIM, DPM-Solver, EDM,
 /// Tweedie denoising) take a `MarginalSde`.
+///
+/// Implementing it promises that the SDE is the linear one of [`schedule`](Self::schedule):
+/// drift `f(t) x` with `f = d log α/dt` and `g(t)² = dσ²/dt − 2 f σ²` (Song et al. 2021,
+/// App. B; Kingma et al. 2021). The predictor–corrector samplers rely on that promise and compute the drift
+/// and the reverse-diffusion discretisation from the schedule, fused into their update loops;
+/// a non-linear drift belongs in a plain [`ForwardSde`] (integrated by the probability-flow
+/// ODE's right-hand side, which calls [`ForwardSde::drift`]).
 pub trait MarginalSde<F: Real>: ForwardSde<F> {
     /// The schedule `α(t)`, `σ(t)` of the marginals.
     fn schedule(&self) -> &dyn Schedule<F>;
@@ -292,7 +300,8 @@ impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
     fn drift(&self, x: ArrayView2<F>, t: F, mut out: ArrayViewMut2<F>) -> Result<()> {
         check::same_shape("drift output", x.shape(), out.shape())?;
         let f = self.schedule.f(t);
-        Zip::from(&mut out).and(&x).for_each(|o, &x| *o = f * x);
+        let n = x.len();
+        zip_update!(n, Zip::from(&mut out).and(&x), |o, &x| *o = f * x);
         Ok(())
     }
     fn diffusion(&self, t: F) -> F {
@@ -331,7 +340,8 @@ impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
         check::same_shape("discretize output", x.shape(), f_out.shape())?;
         let (a, g) = self.transition(t - dt, t);
         let am1 = a - F::one();
-        Zip::from(&mut f_out).and(&x).for_each(|o, &x| *o = am1 * x);
+        let n = x.len();
+        zip_update!(n, Zip::from(&mut f_out).and(&x), |o, &x| *o = am1 * x);
         Ok(g)
     }
 }

@@ -4,17 +4,27 @@ use super::GaussianMixture;
 use super::kernel::{self, Outputs, Workspace};
 use crate::error::Result;
 use crate::float::Real;
+use crate::par::{ROW_BLOCK, row_blocks};
 use crate::schedule::Schedule;
 use crate::score::{ScoreModel, check_score_call};
 use crate::{check, error::Error};
 use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use std::sync::Mutex;
 
+// Bit-identical results for any thread count need a row's score to be the same whatever
+// parallel block it is evaluated in: the kernel's own row blocks start at the call's first
+// row and `ROW_BLOCK` (4096) is a multiple of their size, so every row meets the kernel at
+// the same offset as in one call on the whole batch (`tests/parallel.rs` checks the result).
+const _: () = assert!(ROW_BLOCK.is_power_of_two() && ROW_BLOCK >= 1024);
+
 /// The exact score `∇ₓ log p_t(x)` of `p_t = Σ w_k N(α(t) μ_k, α(t)² S_k + σ(t)² I)`.
 ///
 /// Implements [`ScoreModel`] with the exact divergence (the Hessian trace). Each call
 /// reuses a workspace from an internal pool, so after the first call per thread it
 /// allocates nothing. `t` must lie in `[0, T]` of the schedule.
+///
+/// Batches are evaluated in fixed blocks of rows; with the `rayon` feature the blocks run
+/// on rayon's thread pool, and the results do not depend on the number of threads.
 ///
 /// ```
 /// use score_sde::gmm::{AnalyticScore, problems};
@@ -97,20 +107,22 @@ impl<F: Real, S: Schedule<F>> AnalyticScore<F, S> {
         self.check_x(&x)?;
         check::same_shape("log_prob output", &[x.nrows()], out.shape())?;
         let (a, s) = self.alpha_sigma(t)?;
-        self.with_workspace(|ws| {
-            kernel::evaluate(
-                &self.mixture.parts(),
-                a,
-                s,
-                x,
-                ws,
-                Outputs {
-                    log_prob: Some(out),
-                    score: None,
-                    laplacian: None,
-                    responsibilities: None,
-                },
-            )
+        row_blocks(x, out, |xb, ob| {
+            self.with_workspace(|ws| {
+                kernel::evaluate(
+                    &self.mixture.parts(),
+                    a,
+                    s,
+                    xb,
+                    ws,
+                    Outputs {
+                        log_prob: Some(ob),
+                        score: None,
+                        laplacian: None,
+                        responsibilities: None,
+                    },
+                )
+            })
         });
         Ok(())
     }
@@ -132,20 +144,22 @@ impl<F: Real, S: Schedule<F>> ScoreModel<F> for AnalyticScore<F, S> {
         check_score_call(Some(self.mixture.dim()), &x, &out)?;
         self.check_x(&x)?;
         let (a, s) = self.alpha_sigma(t)?;
-        self.with_workspace(|ws| {
-            kernel::evaluate(
-                &self.mixture.parts(),
-                a,
-                s,
-                x,
-                ws,
-                Outputs {
-                    log_prob: None,
-                    score: Some(out),
-                    laplacian: None,
-                    responsibilities: None,
-                },
-            )
+        row_blocks(x, out, |xb, ob| {
+            self.with_workspace(|ws| {
+                kernel::evaluate(
+                    &self.mixture.parts(),
+                    a,
+                    s,
+                    xb,
+                    ws,
+                    Outputs {
+                        log_prob: None,
+                        score: Some(ob),
+                        laplacian: None,
+                        responsibilities: None,
+                    },
+                )
+            })
         });
         Ok(())
     }
@@ -186,20 +200,22 @@ impl<F: Real, S: Schedule<F>> ScoreModel<F> for AnalyticScore<F, S> {
             self.check_x(&x)?;
             check::same_shape("divergence output", &[x.nrows()], out.shape())?;
             let (a, s) = self.alpha_sigma(t)?;
-            self.with_workspace(|ws| {
-                kernel::evaluate(
-                    &self.mixture.parts(),
-                    a,
-                    s,
-                    x,
-                    ws,
-                    Outputs {
-                        log_prob: None,
-                        score: None,
-                        laplacian: Some(out),
-                        responsibilities: None,
-                    },
-                )
+            row_blocks(x, out, |xb, ob| {
+                self.with_workspace(|ws| {
+                    kernel::evaluate(
+                        &self.mixture.parts(),
+                        a,
+                        s,
+                        xb,
+                        ws,
+                        Outputs {
+                            log_prob: None,
+                            score: None,
+                            laplacian: Some(ob),
+                            responsibilities: None,
+                        },
+                    )
+                })
             });
             Ok(())
         })())

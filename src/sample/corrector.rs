@@ -60,6 +60,7 @@ use super::noise::RowNoise;
 use super::reverse_sde::Buffers;
 use crate::error::{Error, Result};
 use crate::float::Real;
+use crate::par::{block_sums, zip_update};
 use crate::score::ScoreModel;
 use ndarray::{Array2, Zip};
 
@@ -200,39 +201,42 @@ impl LangevinCorrector {
     ) -> Result<()> {
         model.score(x.view(), t, buf.score.view_mut())?;
         noise.fill(buf.noise.view_mut());
+        let len = x.len();
         let snr = F::lit(self.snr);
         let two = F::lit(2.0);
         let step_of_ratio = |ratio: F| two * alpha_i * (snr * ratio) * (snr * ratio);
         match self.rule {
             StepRule::BatchMean => {
-                let (mut gn, mut zn) = (F::zero(), F::zero());
-                Zip::from(buf.score.rows())
-                    .and(buf.noise.rows())
-                    .for_each(|s, z| {
-                        gn += s.dot(&s).sqrt();
-                        zn += z.dot(&z).sqrt();
-                    });
+                // Sums of per-row norms in fixed row blocks, added in block order: the
+                // same step for any thread count.
+                let [gn, zn] = block_sums(buf.score.view(), buf.noise.view(), |s, z| {
+                    [s.dot(&s).sqrt(), z.dot(&z).sqrt()]
+                });
                 let eps = step_of_ratio(zn / gn);
                 let c = (two * eps).sqrt();
-                Zip::from(&mut *x)
-                    .and(&buf.score)
-                    .and(&buf.noise)
-                    .for_each(|x, &s, &z| *x = *x + eps * s + c * z);
+                zip_update!(
+                    len,
+                    Zip::from(&mut *x).and(&buf.score).and(&buf.noise),
+                    |x, &s, &z| *x = *x + eps * s + c * z
+                );
             }
             StepRule::Sigma => {
                 let eps = step_of_ratio(sigma);
                 let c = (two * eps).sqrt();
-                Zip::from(&mut *x)
-                    .and(&buf.score)
-                    .and(&buf.noise)
-                    .for_each(|x, &s, &z| *x = *x + eps * s + c * z);
+                zip_update!(
+                    len,
+                    Zip::from(&mut *x).and(&buf.score).and(&buf.noise),
+                    |x, &s, &z| *x = *x + eps * s + c * z
+                );
             }
             StepRule::PerSample { cap } => {
                 let max = step_of_ratio(F::lit(cap.sqrt()) * sigma);
-                Zip::from(x.rows_mut())
-                    .and(buf.score.rows())
-                    .and(buf.noise.rows())
-                    .for_each(|mut x, s, z| {
+                zip_update!(
+                    len,
+                    Zip::from(x.rows_mut())
+                        .and(buf.score.rows())
+                        .and(buf.noise.rows()),
+                    |mut x, s, z| {
                         let ratio = (z.dot(&z) / s.dot(&s)).sqrt();
                         let e = step_of_ratio(ratio);
                         // NaN-propagating min: a NaN score stays NaN (caught by the observer).
@@ -242,7 +246,8 @@ impl LangevinCorrector {
                             .and(&s)
                             .and(&z)
                             .for_each(|x, &s, &z| *x = *x + eps * s + c * z);
-                    });
+                    }
+                );
             }
         }
         Ok(())

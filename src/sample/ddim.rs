@@ -127,7 +127,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for Ddim<F, S> {
     ) -> Result<Run<F>> {
         check_initial(model, &x.view())?;
         let sched = self.sde.schedule();
-        let mut x = x.as_standard_layout().into_owned();
+        let mut x = super::standard_layout(x);
         let mut x0 = Array2::<F>::zeros(x.raw_dim());
         let stochastic = self.eta > F::zero();
         let mut z = if stochastic {

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::float::Real;
 use crate::grid::TimeGrid;
 use crate::observe::Observer;
+use crate::par::zip_update;
 use crate::sample::ddim::{data_prediction, fill_noise};
 use crate::sample::ode::check_grid_range;
 use crate::sample::{Run, Sampler, check_initial};
@@ -172,7 +173,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for DpmSolverPp<F, S> {
     ) -> Result<Run<F>> {
         check_initial(model, &x.view())?;
         let sched = self.sde.schedule();
-        let mut x = x.as_standard_layout().into_owned();
+        let mut x = super::standard_layout(x);
         let shape = x.raw_dim();
         let mut m0 = Array2::<F>::zeros(shape);
         let mut m1 = if self.order >= 2 {
@@ -236,17 +237,15 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for DpmSolverPp<F, S> {
                 let r = s_s / s_t;
                 let phi = (-h).exp_m1();
                 let a = -a_s * phi;
+                let len = x.len();
                 match k {
-                    1 => Zip::from(&mut x)
-                        .and(&m0)
-                        .for_each(|x, &d0| *x = r * *x + a * d0),
+                    1 => zip_update!(len, Zip::from(&mut x).and(&m0), |x, &d0| *x =
+                        r * *x + a * d0),
                     2 => {
                         // −½ α_s φ (D₀ − D₋₁)/r₀ with r₀ = h₀/h.
                         let c1 = half * a * h / h0;
-                        Zip::from(&mut x)
-                            .and(&m0)
-                            .and(&m1)
-                            .for_each(|x, &d0, &d1| *x = r * *x + a * d0 + c1 * (d0 - d1));
+                        zip_update!(len, Zip::from(&mut x).and(&m0).and(&m1), |x, &d0, &d1| *x =
+                            r * *x + a * d0 + c1 * (d0 - d1));
                     }
                     _ => {
                         let (r0, r1) = (h0 / h, h1 / h);
@@ -257,14 +256,16 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for DpmSolverPp<F, S> {
                         }
                         let w = r0 / (r0 + r1);
                         let inv = F::one() / (r0 + r1);
-                        Zip::from(&mut x).and(&m0).and(&m1).and(&m2).for_each(
+                        zip_update!(
+                            len,
+                            Zip::from(&mut x).and(&m0).and(&m1).and(&m2),
                             |x, &d0, &d1, &d2| {
                                 let e0 = (d0 - d1) / r0;
                                 let e1 = (d1 - d2) / r1;
                                 let big1 = e0 + w * (e0 - e1);
                                 let big2 = inv * (e0 - e1);
                                 *x = r * *x + a * d0 + b * big1 + c * big2;
-                            },
+                            }
                         );
                     }
                 }

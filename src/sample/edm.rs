@@ -152,7 +152,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for EdmHeun<F, S> {
         let sig_cap = sched.noise_level(t_max);
         let shape = x.raw_dim();
         // x̃ = x / α(t_0).
-        let mut xt = x.as_standard_layout().into_owned();
+        let mut xt = super::standard_layout(x);
         let inv = F::one() / sched.alpha(times[0]);
         xt.mapv_inplace(|v| v * inv);
         let mut xs = Array2::<F>::zeros(shape);
@@ -300,7 +300,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for EulerAncestral<F, S> {
         let times = self.grid.times();
         let n = self.grid.steps();
         let shape = x.raw_dim();
-        let mut xt = x.as_standard_layout().into_owned();
+        let mut xt = super::standard_layout(x);
         let inv = F::one() / sched.alpha(times[0]);
         xt.mapv_inplace(|v| v * inv);
         let mut xs = Array2::<F>::zeros(shape);

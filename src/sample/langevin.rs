@@ -117,13 +117,13 @@ fn gaussian_init<F: Real>(
     Ok(x)
 }
 
-/// `x += δ s + √(2δ) z` over the whole batch.
-fn langevin_update<F: Real>(x: &mut Array2<F>, delta: F, buf: &Buffers<F>) {
+/// `x += δ s + √(2δ) z` over the whole batch, `z` drawn inside the update (one pass, no
+/// noise buffer).
+fn langevin_update<F: Real>(x: &mut Array2<F>, delta: F, buf: &Buffers<F>, noise: &mut RowNoise) {
     let c = (F::lit(2.0) * delta).sqrt();
-    Zip::from(x)
-        .and(&buf.score)
-        .and(&buf.noise)
-        .for_each(|x, &s, &z| *x = *x + delta * s + c * z);
+    noise.update(x.view_mut(), buf.score.view(), |x, s, z| {
+        x + delta * s + c * z
+    });
 }
 
 // ---------------------------------------------------------------- ULA
@@ -187,11 +187,10 @@ impl<F: Real> Sampler<F> for Ula<F> {
         check_initial(model, &x.view())?;
         let (n, d) = x.dim();
         let mut noise = RowNoise::from_rng(rng, n);
-        let mut buf = Buffers::new(n, d);
+        let mut buf = Buffers::score_only(n, d);
         for k in 0..self.steps {
             model.score(x.view(), self.t, buf.score.view_mut())?;
-            noise.fill(buf.noise.view_mut());
-            langevin_update(&mut x, self.step, &buf);
+            langevin_update(&mut x, self.step, &buf, &mut noise);
             crate::observe::after_step(observer, k + 1, self.t, &mut x)?;
         }
         Ok(Run::new(x, self.steps, self.steps))
@@ -298,7 +297,7 @@ impl<F: Real, L: LogDensity<F>> Sampler<F> for Mala<F, L> {
         }
         let mut noise = RowNoise::from_rng(rng, n);
         // buf.score = s(y), buf.work = y, buf.rows = log π(y).
-        let mut buf = Buffers::new(n, d);
+        let mut buf = Buffers::with_proposal(n, d);
         let mut sx = Array2::<F>::zeros((n, d));
         let mut lx = Array1::<F>::zeros(n);
         let (delta, t) = (self.step, self.t);
@@ -460,7 +459,7 @@ impl<F: Real> Sampler<F> for AnnealedLangevin<F> {
         check_initial(model, &x.view())?;
         let (n, d) = x.dim();
         let mut noise = RowNoise::from_rng(rng, n);
-        let mut buf = Buffers::new(n, d);
+        let mut buf = Buffers::score_only(n, d);
         let sl2 = self.sigma_min * self.sigma_min;
         let mut k = 0;
         for i in 0..self.levels {
@@ -472,8 +471,7 @@ impl<F: Real> Sampler<F> for AnnealedLangevin<F> {
             let delta = self.step * sigma * sigma / sl2;
             for _ in 0..self.steps_per_level {
                 model.score(x.view(), sigma, buf.score.view_mut())?;
-                noise.fill(buf.noise.view_mut());
-                langevin_update(&mut x, delta, &buf);
+                langevin_update(&mut x, delta, &buf, &mut noise);
                 k += 1;
                 crate::observe::after_step(observer, k, sigma, &mut x)?;
             }

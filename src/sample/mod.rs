@@ -166,3 +166,13 @@ pub fn check_initial<F: Real>(model: &dyn ScoreModel<F>, x: &ArrayView2<F>) -> R
     }
     check::finite("initial batch", x)
 }
+
+/// `x` itself when it is in standard (row-major) layout, else a standard-layout copy: a
+/// sampler's state without the copy `as_standard_layout().into_owned()` always makes.
+pub(crate) fn standard_layout<F: Real>(x: Array2<F>) -> Array2<F> {
+    if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    }
+}

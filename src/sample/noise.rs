@@ -12,9 +12,20 @@
 //! The generators are concrete `rand_pcg::Pcg64Mcg`s (16 bytes of state per
 //! row, no virtual call per number); normal draws use rand_distr's ziggurat in `f64` and
 //! are rounded to `F` (which is what `rand_distr` does for `f32` too).
+//!
+//! Memory: the streams cost 16 bytes per row — as much as one 2-D `f64` state array, an
+//! eighth of a 16-D one. Per-block streams (one per block of rows) would
+//! save that and also make a parallel split bit-identical, but a row's noise would then
+//! depend on its position in the batch and on the batch size; per-row streams keep every
+//! row's sample a function of its own initial state and the seed alone, which the tests
+//! of batch independence check.
 
 use crate::float::Real;
-use ndarray::ArrayViewMut2;
+#[cfg(feature = "rayon")]
+use crate::par::ROW_BLOCK;
+#[cfg(feature = "rayon")]
+use ndarray::Axis;
+use ndarray::{ArrayView2, ArrayViewMut2, s};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_pcg::Pcg64Mcg;
@@ -26,6 +37,67 @@ fn splitmix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// Row `r` of `out` from `streams[r]` (as many rows as streams).
+fn fill_rows<F: Real>(streams: &mut [Pcg64Mcg], mut out: ArrayViewMut2<F>) {
+    let d = out.ncols();
+    if d == 0 {
+        return;
+    }
+    if let Some(flat) = out.as_slice_mut() {
+        // Contiguous rows (the samplers' own buffers): no per-row iterator set-up.
+        for (row, g) in flat.chunks_exact_mut(d).zip(streams.iter_mut()) {
+            for v in row {
+                let z: f64 = StandardNormal.sample(g);
+                *v = F::lit(z);
+            }
+        }
+    } else {
+        for (mut row, g) in out.rows_mut().into_iter().zip(streams.iter_mut()) {
+            for v in row.iter_mut() {
+                let z: f64 = StandardNormal.sample(g);
+                *v = F::lit(z);
+            }
+        }
+    }
+}
+
+/// `x[r, j] ← f(x[r, j], s[r, j], z)` for the rows of a block, `z` from `streams[r]`.
+fn update_rows<F: Real>(
+    streams: &mut [Pcg64Mcg],
+    mut x: ArrayViewMut2<F>,
+    s: ArrayView2<F>,
+    f: &(impl Fn(F, F, F) -> F + Sync + Send),
+) {
+    let d = x.ncols();
+    if d == 0 {
+        return;
+    }
+    if let (Some(xf), Some(sf)) = (x.as_slice_mut(), s.as_slice()) {
+        for ((xr, sr), g) in xf
+            .chunks_exact_mut(d)
+            .zip(sf.chunks_exact(d))
+            .zip(streams.iter_mut())
+        {
+            for (xv, &sv) in xr.iter_mut().zip(sr) {
+                let z: f64 = StandardNormal.sample(g);
+                *xv = f(*xv, sv, F::lit(z));
+            }
+        }
+        return;
+    }
+    for ((mut xr, sr), g) in x
+        .rows_mut()
+        .into_iter()
+        .zip(s.rows())
+        .zip(streams.iter_mut())
+    {
+        for (xv, &sv) in xr.iter_mut().zip(sr.iter()) {
+            let z: f64 = StandardNormal.sample(g);
+            *xv = f(*xv, sv, F::lit(z));
+        }
+    }
 }
 
 /// One random stream per batch row, seeded from `(seed, row)`.
@@ -65,13 +137,51 @@ impl RowNoise {
     }
     /// Fill `out` with N(0, 1) draws, row `r` from stream `r` (extra rows of `out`, if
     /// any, are left untouched; callers size `out` to the batch).
-    pub fn fill<F: Real>(&mut self, mut out: ArrayViewMut2<F>) {
-        for (mut row, g) in out.rows_mut().into_iter().zip(self.streams.iter_mut()) {
-            for v in row.iter_mut() {
-                let z: f64 = StandardNormal.sample(g);
-                *v = F::lit(z);
-            }
+    ///
+    /// With the `rayon` feature large batches are filled in parallel row blocks; since every
+    /// row has its own stream the draws are the same for any thread count.
+    pub fn fill<F: Real>(&mut self, out: ArrayViewMut2<F>) {
+        let rows = out.nrows().min(self.streams.len());
+        let out = out.slice_move(s![..rows, ..]);
+        let streams = &mut self.streams[..rows];
+        #[cfg(feature = "rayon")]
+        if rows > ROW_BLOCK {
+            use rayon::prelude::*;
+            let mut out = out;
+            streams
+                .par_chunks_mut(ROW_BLOCK)
+                .zip(out.axis_chunks_iter_mut(Axis(0), ROW_BLOCK).into_par_iter())
+                .for_each(|(g, block)| fill_rows(g, block));
+            return;
         }
+        fill_rows(streams, out);
+    }
+    /// `x[r, j] ← f(x[r, j], s[r, j], z)` with `z ~ N(0, 1)` drawn from row `r`'s stream
+    /// in the same order as [`RowNoise::fill`]: an update and its noise in one pass, with
+    /// no noise buffer. Rows beyond the streams are left untouched. Parallel in row blocks
+    /// with the `rayon` feature (the same draws for any thread count).
+    pub(crate) fn update<F: Real>(
+        &mut self,
+        x: ArrayViewMut2<F>,
+        s: ArrayView2<F>,
+        f: impl Fn(F, F, F) -> F + Sync + Send,
+    ) {
+        let rows = x.nrows().min(self.streams.len()).min(s.nrows());
+        let x = x.slice_move(s![..rows, ..]);
+        let sv = s.slice_move(s![..rows, ..]);
+        let streams = &mut self.streams[..rows];
+        #[cfg(feature = "rayon")]
+        if rows > ROW_BLOCK {
+            use rayon::prelude::*;
+            let mut x = x;
+            streams
+                .par_chunks_mut(ROW_BLOCK)
+                .zip(x.axis_chunks_iter_mut(Axis(0), ROW_BLOCK).into_par_iter())
+                .zip(sv.axis_chunks_iter(Axis(0), ROW_BLOCK).into_par_iter())
+                .for_each(|((g, xb), sb)| update_rows(g, xb, sb, &f));
+            return;
+        }
+        update_rows(streams, x, sv, &f);
     }
     /// One U[0, 1) draw from row `row`'s stream (Metropolis tests).
     pub fn uniform(&mut self, row: usize) -> f64 {

@@ -159,7 +159,12 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for Pc<F, S> {
         check_initial(model, &x.view())?;
         let (n, d) = x.dim();
         let mut noise = RowNoise::from_rng(rng, n);
-        let mut buf = Buffers::new(n, d);
+        // State, score, and a noise buffer only for the corrector (whose step size needs the
+        // noise norms before the update): the predictors draw noise inside their update.
+        let mut buf = match self.corrector {
+            Corrector::None => Buffers::score_only(n, d),
+            _ => Buffers::new(n, d),
+        };
         let sch = self.sde.schedule();
         let steps = self.grid.steps();
         let mut nfe = 0;

@@ -13,7 +13,7 @@
 //! | [`Predictor`] | update `x ← mean + std · z` | source |
 //! |---|---|---|
 //! | `EulerMaruyama` | mean `x − [f(x,t) − g² s] h`, std `g(t) √h` | Song et al. 2021, App. E (`EulerMaruyamaPredictor`) |
-//! | `ReverseDiffusion` | mean `x − f_i + G_i² s`, std `G_i`, with `(f_i, G_i)` = [`ForwardSde::discretize`] over `[t', t]` | Song et al. 2021, eq. 46 (`ReverseDiffusionPredictor`) |
+//! | `ReverseDiffusion` | mean `x − f_i + G_i² s`, std `G_i`, with `(f_i, G_i)` = the exact transition over `[t', t]` (as [`LinearSde::discretize`](crate::sde::LinearSde))  | Song et al. 2021, eq. 46 (`ReverseDiffusionPredictor`) |
 //! | `Ancestral` | mean `(x + v s)/a`, std `σ_{t'} √v / σ_t`, with `a = α_t/α_{t'}`, `v = σ_t² − a² σ_{t'}²` | Ho et al. 2020, eq. 11 (VP); Song et al. 2021, eq. 47 (VE) |
 //!
 //! The ancestral step is the DDPM posterior `q(x_{t'} | x_t, x̂_0)` with Tweedie's
@@ -31,8 +31,9 @@
 use super::noise::RowNoise;
 use crate::error::Result;
 use crate::float::Real;
+use crate::par::zip_update;
 use crate::score::ScoreModel;
-use crate::sde::{ForwardSde, MarginalSde};
+use crate::sde::MarginalSde;
 use ndarray::{Array1, Array2, Zip};
 
 /// The predictor of a reverse-time SDE step (see the [module docs](self) for the formulas).
@@ -65,6 +66,10 @@ pub enum Predictor {
 }
 
 /// Buffers of one run, made once (nothing is allocated per step).
+///
+/// The predictors need only the score, the correctors also the noise; `work` and `rows`
+/// (MALA's proposal and its log-density) are empty unless asked for with
+/// [`Buffers::with_proposal`].
 #[derive(Debug)]
 pub(crate) struct Buffers<F> {
     pub score: Array2<F>,
@@ -74,24 +79,37 @@ pub(crate) struct Buffers<F> {
 }
 
 impl<F: Real> Buffers<F> {
+    /// Score and noise buffers of `n × d`.
     pub fn new(n: usize, d: usize) -> Self {
         Self {
-            score: Array2::zeros((n, d)),
             noise: Array2::zeros((n, d)),
+            ..Self::score_only(n, d)
+        }
+    }
+    /// Only the score buffer (the predictors draw their noise inside the update).
+    pub fn score_only(n: usize, d: usize) -> Self {
+        Self {
+            score: Array2::zeros((n, d)),
+            noise: Array2::zeros((0, d)),
+            work: Array2::zeros((0, d)),
+            rows: Array1::zeros(0),
+        }
+    }
+    /// Also a proposal buffer (`n × d`) and a per-row buffer (`n`).
+    pub fn with_proposal(n: usize, d: usize) -> Self {
+        Self {
             work: Array2::zeros((n, d)),
             rows: Array1::zeros(n),
+            ..Self::new(n, d)
         }
     }
 }
 
-/// `x += c · z`, drawing `z` into the noise buffer first.
-pub(crate) fn add_noise<F: Real>(x: &mut Array2<F>, c: F, noise: &mut RowNoise, z: &mut Array2<F>) {
-    noise.fill(z.view_mut());
-    Zip::from(x).and(&*z).for_each(|x, &z| *x += c * z);
-}
-
 impl Predictor {
     /// One step from `t` to `t_next < t`; no noise when `last`. One score call.
+    ///
+    /// Every predictor's update is `x ← c_x x + c_s s + std · z`; it is one fused pass over
+    /// state and score that draws `z` row by row from the row's stream (no noise buffer).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn step<F: Real, S: MarginalSde<F> + ?Sized>(
         self,
@@ -106,41 +124,38 @@ impl Predictor {
     ) -> Result<()> {
         let h = t - t_next;
         model.score(x.view(), t, buf.score.view_mut())?;
-        let std = match self {
+        let sch = sde.schedule();
+        let (cx, cs, std) = match self {
+            // A `MarginalSde`'s drift is `f(t) x` (its transition is `α(t)/α(s)` times the
+            // state plus Gaussian noise), so the drift is one scalar: no drift buffer.
             Predictor::EulerMaruyama => {
-                sde.drift(x.view(), t, buf.work.view_mut())?;
                 let g = sde.diffusion(t);
-                let g2h = g * g * h;
-                Zip::from(&mut *x)
-                    .and(&buf.work)
-                    .and(&buf.score)
-                    .for_each(|x, &f, &s| *x = *x - f * h + g2h * s);
-                g * h.sqrt()
+                (F::one() - sch.f(t) * h, g * g * h, g * h.sqrt())
             }
             Predictor::ReverseDiffusion => {
-                let gi = ForwardSde::discretize(sde, x.view(), t, h, buf.work.view_mut())?;
-                let g2 = gi * gi;
-                Zip::from(&mut *x)
-                    .and(&buf.work)
-                    .and(&buf.score)
-                    .for_each(|x, &f, &s| *x = *x - f + g2 * s);
-                gi
+                // The exact transition over [t − h, t] (`LinearSde::discretize`):
+                // f_i = (a − 1) x, G_i² = σ_t² − a² σ_{t−h}², a = α(t)/α(t − h).
+                let a = sch.alpha(t) / sch.alpha(t_next);
+                let (st, sn) = (sch.sigma(t), sch.sigma(t_next));
+                let g2 = ((st - a * sn) * (st + a * sn)).max(F::zero());
+                (F::lit(2.0) - a, g2, g2.sqrt())
             }
             Predictor::Ancestral => {
-                let sch = sde.schedule();
-                let (a_t, a_n) = (sch.alpha(t), sch.alpha(t_next));
                 let (s_t, s_n) = (sch.sigma(t), sch.sigma(t_next));
-                let a = a_t / a_n;
+                let a = sch.alpha(t) / sch.alpha(t_next);
                 let v = ((s_t - a * s_n) * (s_t + a * s_n)).max(F::zero());
                 let ia = F::one() / a;
-                Zip::from(&mut *x)
-                    .and(&buf.score)
-                    .for_each(|x, &s| *x = (*x + v * s) * ia);
-                s_n * v.sqrt() / s_t
+                (ia, v * ia, s_n * v.sqrt() / s_t)
             }
         };
-        if !last {
-            add_noise(x, std, noise, &mut buf.noise);
+        if last {
+            let len = x.len();
+            zip_update!(len, Zip::from(&mut *x).and(&buf.score), |x, &s| *x =
+                cx * *x + cs * s);
+        } else {
+            noise.update(x.view_mut(), buf.score.view(), |x, s, z| {
+                cx * x + cs * s + std * z
+            });
         }
         Ok(())
     }
