@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use score_sde::backend::candle::candle_core::{DType, Device};
 use score_sde::backend::candle::candle_nn::{VarBuilder, VarMap};
 use score_sde::backend::candle::{
-    CandleNetwork, DsmTrainer, FitConfig, MlpConfig, TimeMlp, candle_err,
+    CandleNetwork, DsmTrainer, FitConfig, MlpConfig, TimeMlp, candle_err, init_seeded,
 };
 use score_sde::metrics::Reference;
 use score_sde::prelude::*;
@@ -77,6 +77,7 @@ fn main() -> Result<()> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let mlp = TimeMlp::new(2, &MlpConfig::default().hidden(args.hidden).layers(3), vb)?;
+    init_seeded(&varmap, 1)?; // reproducible initial weights
     let model = Parameterized::noise(CandleNetwork::new(mlp, 2), sched);
     let cfg = FitConfig::default().steps(args.steps).batch_size(512).lr(2e-3);
     let mut trainer = DsmTrainer::new(&model, varmap.all_vars(), &sde, data.view(), cfg)?;

@@ -477,6 +477,43 @@ impl<'a, F: Real + WithDType, M: TimeModule, S> DsmTrainer<'a, F, M, S> {
     }
 }
 
+/// Re-draw every parameter of `varmap` from a seeded PCG stream, in name order, so a run is
+/// reproducible (candle's CPU generator cannot be seeded). A matrix `[out, in]` and the
+/// bias next to it (`<layer>.weight`, `<layer>.bias`) are drawn from `U(±1/√in)`, the
+/// fan-in scaling of PyTorch's and candle's linear layers; other tensors from
+/// `U(±1/√len)`.
+pub fn init_seeded(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
+    use rand::SeedableRng;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Model("candle: the VarMap lock is poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let fan_in = |name: &str| -> Option<usize> {
+        let layer = name.strip_suffix(".bias")?;
+        let w = data.get(&format!("{layer}.weight"))?;
+        (w.rank() == 2).then(|| w.dims()[1])
+    };
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+    for name in names {
+        let var = &data[name];
+        let fan = match var.rank() {
+            2 => var.dims()[1],
+            _ => fan_in(name).unwrap_or(var.elem_count()),
+        };
+        let bound = 1.0 / (fan.max(1) as f64).sqrt();
+        let values: Vec<f64> = (0..var.elem_count())
+            .map(|_| bound * (2.0 * rng.random::<f64>() - 1.0))
+            .collect();
+        let t = Tensor::from_vec(values, var.shape(), var.device())
+            .and_then(|t| t.to_dtype(var.dtype()))
+            .map_err(candle_err)?;
+        var.set(&t).map_err(candle_err)?;
+    }
+    Ok(())
+}
+
 fn scalar(t: &Tensor) -> Result<f64> {
     t.to_dtype(DType::F64)
         .and_then(|v| v.to_scalar::<f64>())

@@ -43,13 +43,13 @@ pub fn load_npy<F: Real>(path: impl AsRef<Path>) -> Result<Array2<F>> {
     let path = path.as_ref();
     match read_float::<F, 2>(path) {
         Ok(a) => Ok(a),
-        Err(ReadNpyError::WrongNdim(Some(1), _)) => {
+        Err(ReadNpyError::WrongNdim(_, 1)) => {
             let v: Array1<F> = read_float::<F, 1>(path).map_err(|e| io(path, e))?;
             let n = v.len();
             v.into_shape_with_order((n, 1))
                 .map_err(|e| io(path, e))
         }
-        Err(ReadNpyError::WrongNdim(Some(got), _)) => {
+        Err(ReadNpyError::WrongNdim(_, got)) => {
             Err(Error::shape("npy file (number of dimensions)", 2, got))
         }
         Err(e) => Err(io(path, e)),

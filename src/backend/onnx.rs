@@ -30,9 +30,10 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use tract_onnx::prelude::{
-    DatumType, Factoid, Framework, InferenceFact, InferenceModelExt, IntoRunnable, SimplePlan,
-    TDim, TValue, Tensor, TypedFact, TypedOp, tvec,
+    DatumType, Framework, InferenceFact, InferenceModelExt, IntoRunnable, TDim, TValue, Tensor,
+    TypedRunnableModel, tvec,
 };
+use tract_onnx::tract_hir::infer::Factoid;
 
 /// How the time input is shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,14 +88,12 @@ impl<S> OnnxOptions<S> {
     }
 }
 
-type Plan = SimplePlan<TypedFact, Box<dyn TypedOp>>;
-
 /// An ONNX network `(x, t) ↦ prediction` as a [`Network`], evaluated in `f32` by tract.
 ///
 /// Inputs of type `f64` are rounded to `f32` on the way in and widened on the way out.
 #[derive(Clone)]
 pub struct OnnxNetwork {
-    plan: Arc<Plan>,
+    plan: Arc<TypedRunnableModel>,
     dim: usize,
     time: TimeInput,
     x_first: bool,
@@ -338,7 +337,7 @@ impl OnnxNetwork {
             .ok_or_else(|| tract_err("running", "no output"))?
             .to_plain_array_view::<f32>()
             .map_err(|e| tract_err("output", e))?;
-        if y.shape() != [n, self.dim] {
+        if y.shape() != &[n, self.dim][..] {
             return Err(Error::shape("ONNX output", [n, self.dim], y.shape()));
         }
         for (o, &v) in out.iter_mut().zip(y.iter()) {
