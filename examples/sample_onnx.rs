@@ -25,7 +25,10 @@ use score_sde::sample::{Ddim, DpmSolverPp, EdmHeun, Pc, Predictor};
 use std::path::PathBuf;
 use std::time::Instant;
 
-const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ring_noise.onnx");
+const DEFAULT_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/ring_noise.onnx"
+);
 
 struct Args {
     model: PathBuf,
@@ -56,8 +59,13 @@ fn parse() -> Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let v = it.next().ok_or_else(|| bad(format!("{flag} needs a value")))?;
-        let num = |v: &str| v.parse::<u64>().map_err(|e| bad(format!("{flag} {v}: {e}")));
+        let v = it
+            .next()
+            .ok_or_else(|| bad(format!("{flag} needs a value")))?;
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|e| bad(format!("{flag} {v}: {e}")))
+        };
         match flag.as_str() {
             "--model" => a.model = v.into(),
             "--param" => {
@@ -84,14 +92,23 @@ fn sampler(name: &str, steps: Option<usize>) -> Result<Box<dyn Sampler<f32>>> {
     let sde = VpSde::<f32>::default();
     let sched = *sde.schedule();
     Ok(match name {
-        "dpm2m" => Box::new(DpmSolverPp::new(sde, TimeGrid::log_snr(&sched, steps.unwrap_or(20))?)?),
+        "dpm2m" => Box::new(DpmSolverPp::new(
+            sde,
+            TimeGrid::log_snr(&sched, steps.unwrap_or(20))?,
+        )?),
         "pc" => Box::new(
             Pc::new(sde, TimeGrid::uniform(&sched, steps.unwrap_or(500))?)?
                 .predictor(Predictor::ReverseDiffusion)
                 .snr(0.16)?,
         ),
-        "ddim" => Box::new(Ddim::new(sde, TimeGrid::uniform(&sched, steps.unwrap_or(50))?)?),
-        "heun" => Box::new(EdmHeun::new(sde, TimeGrid::karras(&sched, steps.unwrap_or(20), 7.0)?)?),
+        "ddim" => Box::new(Ddim::new(
+            sde,
+            TimeGrid::uniform(&sched, steps.unwrap_or(50))?,
+        )?),
+        "heun" => Box::new(EdmHeun::new(
+            sde,
+            TimeGrid::karras(&sched, steps.unwrap_or(20), 7.0)?,
+        )?),
         _ => return Err(bad(format!("unknown sampler {name}"))),
     })
 }
@@ -109,7 +126,12 @@ fn main() -> Result<()> {
     );
     let s = sampler(&args.sampler, args.steps)?;
     let start = Instant::now();
-    let run = s.sample(&model, args.n, dim, &mut rand_pcg::Pcg64::seed_from_u64(args.seed))?;
+    let run = s.sample(
+        &model,
+        args.n,
+        dim,
+        &mut rand_pcg::Pcg64::seed_from_u64(args.seed),
+    )?;
     println!(
         "sampler {}: {} steps, {} network evaluations, {:.2} s for {} samples",
         args.sampler,
@@ -127,9 +149,20 @@ fn main() -> Result<()> {
         // The default model computes the exact ε of the ring: compare with the exact score.
         let ring = problems::ring2d::<f64>();
         let (t_min, _) = sched.t_range();
-        let reference = Reference::new(&ring, &VpLinear::<f64>::default(), f64::from(t_min), args.n, 777)?;
+        let reference = Reference::new(
+            &ring,
+            &VpLinear::<f64>::default(),
+            f64::from(t_min),
+            args.n,
+            777,
+        )?;
         let exact = AnalyticScore::new(problems::ring2d::<f32>(), sched);
-        let b = s.sample(&exact, args.n, dim, &mut rand_pcg::Pcg64::seed_from_u64(args.seed))?;
+        let b = s.sample(
+            &exact,
+            args.n,
+            dim,
+            &mut rand_pcg::Pcg64::seed_from_u64(args.seed),
+        )?;
         println!(
             "sliced W1 to exact samples: ONNX {:.4}, analytic score {:.4}, exact samples {:.4}",
             reference.evaluate(run.samples.view())?.sw1,

@@ -79,19 +79,31 @@ fn main() -> Result<()> {
     let mlp = TimeMlp::new(2, &MlpConfig::default().hidden(args.hidden).layers(3), vb)?;
     init_seeded(&varmap, 1)?; // reproducible initial weights
     let model = Parameterized::noise(CandleNetwork::new(mlp, 2), sched);
-    let cfg = FitConfig::default().steps(args.steps).batch_size(512).lr(2e-3);
+    let cfg = FitConfig::default()
+        .steps(args.steps)
+        .batch_size(512)
+        .lr(2e-3);
     let mut trainer = DsmTrainer::new(&model, varmap.all_vars(), &sde, data.view(), cfg)?;
     println!(
-        "training a 3×{} SiLU MLP (ε-prediction) on the 2-D ring: {} AdamW steps, batch 512",
+        "training a 3×{} SiLU MLP (ε-prediction) on the 2-D ring: {} AdamW steps (cosine-decayed lr from 2e-3), batch 512",
         args.hidden, args.steps
     );
     let start = Instant::now();
     let every = (args.steps / 8).max(1);
     let mut acc = 0.0;
+    let lr0 = trainer.config().lr;
     for step in 1..=args.steps {
+        // Cosine decay of the learning rate to 0 (Loshchilov & Hutter 2017): the last steps
+        // average out Adam's gradient noise, which matters for the score near t = 0.
+        let frac = (step - 1) as f64 / args.steps as f64;
+        trainer.set_lr(lr0 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos()))?;
         acc += trainer.step(&mut rng)?;
         if step % every == 0 || step == args.steps {
-            let k = if step % every == 0 { every } else { step % every };
+            let k = if step % every == 0 {
+                every
+            } else {
+                step % every
+            };
             println!("  step {step:>6}  mean loss {:.4}", acc / k as f64);
             acc = 0.0;
         }
@@ -119,7 +131,10 @@ fn main() -> Result<()> {
     let samplers: Vec<(String, Box<dyn Sampler<f32>>)> = vec![
         (
             "DPM-Solver++ 2M, log-SNR grid".into(),
-            Box::new(DpmSolverPp::new(sde.clone(), TimeGrid::log_snr(&sched, 20)?)?),
+            Box::new(DpmSolverPp::new(
+                sde.clone(),
+                TimeGrid::log_snr(&sched, 20)?,
+            )?),
         ),
         (
             "PC: reverse diffusion + Langevin 0.16".into(),

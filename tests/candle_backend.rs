@@ -81,7 +81,12 @@ fn a_candle_module_becomes_a_score_model_through_the_adapters() {
 }
 
 /// Mean cosine between the model's score and the exact one on samples of `p_t`.
-fn mean_cosine(model: &dyn ScoreModel<f32>, exact: &dyn ScoreModel<f32>, x: ArrayView2<f32>, t: f32) -> f64 {
+fn mean_cosine(
+    model: &dyn ScoreModel<f32>,
+    exact: &dyn ScoreModel<f32>,
+    x: ArrayView2<f32>,
+    t: f32,
+) -> f64 {
     let (mut a, mut b) = (Array2::zeros(x.raw_dim()), Array2::zeros(x.raw_dim()));
     model.score(x, t, a.view_mut()).unwrap();
     exact.score(x, t, b.view_mut()).unwrap();
@@ -105,7 +110,13 @@ fn exact_loss(batch: &TrainingBatch<f32>, exact: &AnalyticScore<f32, VpLinear<f3
         let xi = batch.x_t.slice(ndarray::s![i..i + 1, ..]);
         let mut r = row.view_mut().insert_axis(Axis(0));
         exact.score(xi, t, r.view_mut()).unwrap();
-        from_score_inplace(batch.parameterization, xi, sched.alpha(t), sched.sigma(t), r);
+        from_score_inplace(
+            batch.parameterization,
+            xi,
+            sched.alpha(t),
+            sched.sigma(t),
+            r,
+        );
     }
     batch.loss(pred.view()).unwrap() as f64
 }
@@ -124,8 +135,7 @@ fn short_training_run_lowers_the_loss_and_learns_the_direction_of_the_score() {
     init_seeded(&varmap, 42).unwrap(); // reproducible: candle's CPU generator cannot be seeded
     let model = Parameterized::noise(CandleNetwork::new(mlp, 2), sched);
     let cfg = FitConfig::default().steps(1500).batch_size(256).lr(3e-3);
-    let mut trainer =
-        DsmTrainer::new(&model, varmap.all_vars(), &sde, data.view(), cfg).unwrap();
+    let mut trainer = DsmTrainer::new(&model, varmap.all_vars(), &sde, data.view(), cfg).unwrap();
 
     // A fixed held-out batch of 4096 rows measures the loss before and after.
     let held_out = trainer
@@ -140,12 +150,20 @@ fn short_training_run_lowers_the_loss_and_learns_the_direction_of_the_score() {
         .unwrap();
     let before = trainer.batch_loss(&held_out).unwrap();
     let via_train = held_out.loss(pred.view()).unwrap() as f64;
-    assert!((before - via_train).abs() <= 1e-5 * before, "{before} vs {via_train}");
+    assert!(
+        (before - via_train).abs() <= 1e-5 * before,
+        "{before} vs {via_train}"
+    );
 
     let t_probe = [0.2_f32, 0.5, 0.8];
     let probes: Vec<Array2<f32>> = t_probe
         .iter()
-        .map(|&t| ring.diffuse(&sched, t).unwrap().sample(1000, &mut rng).unwrap())
+        .map(|&t| {
+            ring.diffuse(&sched, t)
+                .unwrap()
+                .sample(1000, &mut rng)
+                .unwrap()
+        })
         .collect();
     let cos_before: Vec<f64> = t_probe
         .iter()
@@ -200,7 +218,10 @@ fn weights_round_trip_through_safetensors() {
         .unwrap()
         .fit(&mut rng)
         .unwrap();
-    let path = std::env::temp_dir().join(format!("score_sde_candle_{}.safetensors", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "score_sde_candle_{}.safetensors",
+        std::process::id()
+    ));
     varmap.save(&path).unwrap();
 
     let mut varmap2 = VarMap::new();
@@ -223,16 +244,37 @@ fn trainer_rejects_bad_settings() {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = Parameterized::noise(
-        CandleNetwork::new(TimeMlp::new(2, &MlpConfig::default().hidden(8), vb).unwrap(), 2),
+        CandleNetwork::new(
+            TimeMlp::new(2, &MlpConfig::default().hidden(8), vb).unwrap(),
+            2,
+        ),
         *sde.schedule(),
     );
     let data3 = Array2::<f32>::zeros((10, 3));
-    let r = DsmTrainer::new(&model, varmap.all_vars(), &sde, data3.view(), FitConfig::default());
+    let r = DsmTrainer::new(
+        &model,
+        varmap.all_vars(),
+        &sde,
+        data3.view(),
+        FitConfig::default(),
+    );
     assert!(matches!(r, Err(Error::ShapeMismatch { .. })));
     let data = Array2::<f32>::zeros((10, 2));
-    let r = DsmTrainer::new(&model, varmap.all_vars(), &sde, data.view(), FitConfig::default().lr(-1.0));
+    let r = DsmTrainer::new(
+        &model,
+        varmap.all_vars(),
+        &sde,
+        data.view(),
+        FitConfig::default().lr(-1.0),
+    );
     assert!(matches!(r, Err(Error::InvalidParameter { .. })));
-    let r = DsmTrainer::new(&model, varmap.all_vars(), &sde, data.view(), FitConfig::default().batch_size(0));
+    let r = DsmTrainer::new(
+        &model,
+        varmap.all_vars(),
+        &sde,
+        data.view(),
+        FitConfig::default().batch_size(0),
+    );
     assert!(matches!(r, Err(Error::InvalidParameter { .. })));
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     assert!(TimeMlp::new(0, &MlpConfig::default(), vb).is_err());

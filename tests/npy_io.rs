@@ -39,7 +39,10 @@ fn non_standard_layouts_are_written_in_logical_order() {
 fn one_dimensional_files_load_as_a_column_and_others_are_shape_errors() {
     let p1 = tmp("1d.npy");
     ndarray_npy::write_npy(&p1, &Array1::from_vec(vec![1.0_f64, 2.0, 3.0])).unwrap();
-    assert_eq!(load_npy::<f32>(&p1).unwrap(), array![[1.0_f32], [2.0], [3.0]]);
+    assert_eq!(
+        load_npy::<f32>(&p1).unwrap(),
+        array![[1.0_f32], [2.0], [3.0]]
+    );
     let p3 = tmp("3d.npy");
     ndarray_npy::write_npy(&p3, &Array3::<f32>::zeros((2, 2, 2))).unwrap();
     let e = load_npy::<f64>(&p3).unwrap_err();
@@ -51,7 +54,10 @@ fn one_dimensional_files_load_as_a_column_and_others_are_shape_errors() {
 
 #[test]
 fn missing_and_non_float_files_are_io_errors() {
-    assert!(matches!(load_npy::<f64>(tmp("missing.npy")), Err(Error::Io(_))));
+    assert!(matches!(
+        load_npy::<f64>(tmp("missing.npy")),
+        Err(Error::Io(_))
+    ));
     let p = tmp("ints.npy");
     ndarray_npy::write_npy(&p, &Array2::<i32>::zeros((2, 2))).unwrap();
     assert!(matches!(load_npy::<f64>(&p), Err(Error::Io(_))));

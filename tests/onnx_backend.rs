@@ -33,7 +33,14 @@ fn gaussian_fixture_equals_the_analytic_score_to_f32_precision() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
     let mut worst = 0.0_f64;
     // Batch sizes 1, 7 and 300 go through the same plan: the batch axis is symbolic.
-    for (n, t) in [(1, 1e-3), (7, 0.01), (300, 0.1), (300, 0.35), (7, 0.7), (300, 1.0)] {
+    for (n, t) in [
+        (1, 1e-3),
+        (7, 0.01),
+        (300, 0.1),
+        (300, 0.35),
+        (7, 0.7),
+        (300, 1.0),
+    ] {
         let x = Array2::from_shape_fn((n, 2), |_| 3.0 * f64::standard_normal(&mut rng));
         let mut got = Array2::zeros((n, 2));
         let mut want = Array2::zeros((n, 2));
@@ -50,10 +57,16 @@ fn gaussian_fixture_equals_the_analytic_score_to_f32_precision() {
         let v = a * a * 0.36 + s * s;
         for i in 0..n {
             for j in 0..2 {
-                let tol = 16.0 * U * ((x[[i, j]].abs() + (a * mu[j]).abs()) / v + want[[i, j]].abs());
+                let tol =
+                    16.0 * U * ((x[[i, j]].abs() + (a * mu[j]).abs()) / v + want[[i, j]].abs());
                 let err = (got[[i, j]] - want[[i, j]]).abs();
                 worst = worst.max(err / tol);
-                assert!(err <= tol, "t {t} row {i}: {} vs {} (tol {tol:e})", got[[i, j]], want[[i, j]]);
+                assert!(
+                    err <= tol,
+                    "t {t} row {i}: {} vs {} (tol {tol:e})",
+                    got[[i, j]],
+                    want[[i, j]]
+                );
             }
         }
     }
@@ -78,7 +91,11 @@ fn ring_noise_fixture_through_the_noise_adapter() {
     let exact = AnalyticScore::new(ring.clone(), sched);
     let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
     for t in [0.05, 0.2, 0.5, 1.0] {
-        let x = ring.diffuse(&sched, t).unwrap().sample(500, &mut rng).unwrap();
+        let x = ring
+            .diffuse(&sched, t)
+            .unwrap()
+            .sample(500, &mut rng)
+            .unwrap();
         let mut got = Array2::zeros(x.raw_dim());
         let mut want = Array2::zeros(x.raw_dim());
         model.score(x.view(), t, got.view_mut()).unwrap();
@@ -96,7 +113,12 @@ fn ring_noise_fixture_through_the_noise_adapter() {
             for j in 0..2 {
                 let tol = 16.0 * U * (logit * r / v + (1.0 + cancel) * want[[i, j]].abs() + r / v);
                 let err = (got[[i, j]] - want[[i, j]]).abs();
-                assert!(err <= tol, "t {t} row {i}: {} vs {} (tol {tol:e})", got[[i, j]], want[[i, j]]);
+                assert!(
+                    err <= tol,
+                    "t {t} row {i}: {} vs {} (tol {tol:e})",
+                    got[[i, j]],
+                    want[[i, j]]
+                );
             }
         }
     }
@@ -145,7 +167,10 @@ fn wrong_input_name_is_a_typed_error_naming_the_expected_inputs() {
             found,
         } => {
             assert!(what.contains("input names"), "{err}");
-            assert!(expected.contains("\"x\"") && expected.contains("\"t\""), "{err}");
+            assert!(
+                expected.contains("\"x\"") && expected.contains("\"t\""),
+                "{err}"
+            );
             assert!(found.contains("\"input\""), "{err}");
         }
         other => panic!("expected ModelInterface, got {other:?}"),
@@ -153,7 +178,8 @@ fn wrong_input_name_is_a_typed_error_naming_the_expected_inputs() {
     // Naming the inputs as the file does loads it.
     let ok = OnnxScore::load(
         fixture("wrong_input_name.onnx"),
-        OnnxOptions::new(VpLinear::<f64>::default(), Parameterization::Score).input_names("input", "t"),
+        OnnxOptions::new(VpLinear::<f64>::default(), Parameterization::Score)
+            .input_names("input", "t"),
     );
     assert!(ok.is_ok(), "{ok:?}");
 }
@@ -187,7 +213,9 @@ fn declared_dimension_must_match_the_file() {
     )
     .unwrap_err();
     match &err {
-        Error::ModelInterface { expected, found, .. } => {
+        Error::ModelInterface {
+            expected, found, ..
+        } => {
             assert_eq!(expected, "[N, 3]");
             assert!(found.contains("N, 2"), "{err}");
         }
@@ -221,7 +249,9 @@ fn bad_calls_and_files_are_errors_not_panics() {
     let x = Array2::from_shape_fn((5, 2), |(i, j)| i as f32 - j as f32);
     let t = Array1::from_vec(vec![0.1_f32, 0.3, 0.5, 0.7, 0.9]);
     let mut rows = Array2::zeros((5, 2));
-    model.score_rows(x.view(), t.view(), rows.view_mut()).unwrap();
+    model
+        .score_rows(x.view(), t.view(), rows.view_mut())
+        .unwrap();
     for i in 0..5 {
         let mut one = Array2::zeros((1, 2));
         model

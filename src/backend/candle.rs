@@ -143,7 +143,11 @@ impl TimeMlp {
         let k = config.frequencies;
         let omega: Vec<f64> = (0..k)
             .map(|i| {
-                let frac = if k > 1 { i as f64 / (k - 1) as f64 } else { 0.0 };
+                let frac = if k > 1 {
+                    i as f64 / (k - 1) as f64
+                } else {
+                    0.0
+                };
                 2.0 * std::f64::consts::PI * 0.25 * (4.0 * config.max_frequency).powf(frac)
             })
             .collect();
@@ -267,7 +271,12 @@ impl<F: Real + WithDType, M: TimeModule> Network<F> for CandleNetwork<M> {
         let (xs, ts) = self.inputs(x.view(), std::iter::repeat_n(t, x.nrows()))?;
         Self::write(&self.forward_tensor(&xs, &ts)?, out)
     }
-    fn forward_rows(&self, x: ArrayView2<F>, t: ArrayView1<F>, out: ArrayViewMut2<F>) -> Result<()> {
+    fn forward_rows(
+        &self,
+        x: ArrayView2<F>,
+        t: ArrayView1<F>,
+        out: ArrayViewMut2<F>,
+    ) -> Result<()> {
         check::same_shape("network output", x.shape(), out.shape())?;
         check::same_shape("times", &[x.nrows()], t.shape())?;
         let (xs, ts) = self.inputs(x.view(), t.iter().copied())?;
@@ -409,6 +418,15 @@ impl<'a, F: Real + WithDType, M: TimeModule, S> DsmTrainer<'a, F, M, S> {
             opt,
             config,
         })
+    }
+
+    /// Change the learning rate (for a schedule such as cosine decay in the caller's loop).
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::param("lr", lr, "must be finite and >= 0"));
+        }
+        self.opt.set_learning_rate(lr);
+        Ok(())
     }
 
     /// The settings.

@@ -46,8 +46,7 @@ pub fn load_npy<F: Real>(path: impl AsRef<Path>) -> Result<Array2<F>> {
         Err(ReadNpyError::WrongNdim(_, 1)) => {
             let v: Array1<F> = read_float::<F, 1>(path).map_err(|e| io(path, e))?;
             let n = v.len();
-            v.into_shape_with_order((n, 1))
-                .map_err(|e| io(path, e))
+            v.into_shape_with_order((n, 1)).map_err(|e| io(path, e))
         }
         Err(ReadNpyError::WrongNdim(_, got)) => {
             Err(Error::shape("npy file (number of dimensions)", 2, got))

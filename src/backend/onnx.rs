@@ -259,7 +259,9 @@ impl OnnxNetwork {
         let typed = model
             .into_optimized()
             .map_err(|e| tract_err("optimising the graph", e))?;
-        let outputs = typed.output_outlets().map_err(|e| tract_err("outputs", e))?;
+        let outputs = typed
+            .output_outlets()
+            .map_err(|e| tract_err("outputs", e))?;
         if outputs.len() != 1 {
             return Err(interface(
                 "ONNX outputs",
@@ -267,9 +269,7 @@ impl OnnxNetwork {
                 format!("{} outputs", outputs.len()),
             ));
         }
-        let out_fact = typed
-            .output_fact(0)
-            .map_err(|e| tract_err("output", e))?;
+        let out_fact = typed.output_fact(0).map_err(|e| tract_err("output", e))?;
         let out_dims: Vec<String> = out_fact.shape.iter().map(|d| d.to_string()).collect();
         let width_ok = out_fact.shape.rank() == 2
             && out_fact.shape[1].to_i64().ok() == Some(dim as i64)
@@ -327,11 +327,12 @@ impl OnnxNetwork {
         }
         .map_err(|e| tract_err("t", e))?;
         let (a, b): (TValue, TValue) = (x_t.into(), t_t.into());
-        let inputs = if self.x_first { tvec![a, b] } else { tvec![b, a] };
-        let result = self
-            .plan
-            .run(inputs)
-            .map_err(|e| tract_err("running", e))?;
+        let inputs = if self.x_first {
+            tvec![a, b]
+        } else {
+            tvec![b, a]
+        };
+        let result = self.plan.run(inputs).map_err(|e| tract_err("running", e))?;
         let y = result
             .first()
             .ok_or_else(|| tract_err("running", "no output"))?
@@ -351,7 +352,12 @@ impl<F: Real> Network<F> for OnnxNetwork {
     fn forward(&self, x: ArrayView2<F>, t: F, out: ArrayViewMut2<F>) -> Result<()> {
         self.run(x, |_| t, out)
     }
-    fn forward_rows(&self, x: ArrayView2<F>, t: ArrayView1<F>, out: ArrayViewMut2<F>) -> Result<()> {
+    fn forward_rows(
+        &self,
+        x: ArrayView2<F>,
+        t: ArrayView1<F>,
+        out: ArrayViewMut2<F>,
+    ) -> Result<()> {
         check::same_shape("times", &[x.nrows()], t.shape())?;
         self.run(x, |i| t[i], out)
     }
