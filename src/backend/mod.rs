@@ -3,9 +3,11 @@
 //!
 //! | feature | module | what |
 //! |---|---|---|
-//! | `candle` | [`candle`](self::candle) | a [`Network`](crate::score::Network) over any candle module taking `(x, t)`, a small time-embedded MLP, denoising-score-matching training with AdamW |
-//! | `onnx` | [`onnx`](self::onnx) | [`OnnxScore`](self::onnx::OnnxScore): a network exported from PyTorch to ONNX, run by tract (pure Rust) |
-//! | `npy` | [`npy`](self::npy) | save samples and load data as NumPy `.npy` files |
+//! | `candle` | `candle` | a [`Network`](crate::score::Network) over any candle module taking `(x, t)`, a small time-embedded MLP, denoising-score-matching training with AdamW |
+//! | `onnx` | `onnx` | `OnnxScore`: a network exported from PyTorch to ONNX, run by tract (pure Rust) |
+//! | `npy` | `npy` | save samples and load data as NumPy `.npy` files |
+//!
+//! (The modules exist only with their features; docs.rs builds with all of them.)
 //!
 //! Networks implement [`Network`](crate::score::Network), so the
 //! [`Parameterized`](crate::score::Parameterized) adapters turn an ε-, x̂₀-, v- or
