@@ -142,8 +142,9 @@ fn main() -> Result<()> {
     );
     save_npy(&args.out, run.samples.view())?;
     println!("wrote {} ({} × {dim} float32)", args.out.display(), args.n);
-    let mean = run.samples.mean_axis(ndarray::Axis(0));
-    println!("sample mean {mean:?}");
+    if let Some(mean) = run.samples.mean_axis(ndarray::Axis(0)) {
+        println!("sample mean {mean}");
+    }
 
     if args.model == std::path::Path::new(DEFAULT_MODEL) && args.param == Parameterization::Noise {
         // The default model computes the exact ε of the ring: compare with the exact score.
