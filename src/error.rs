@@ -111,6 +111,17 @@ pub enum Error {
     /// An error reported by a user's model or an external backend.
     #[error("model error: {0}")]
     Model(String),
+    /// A network file's interface (input names, shapes or element types) is not the one
+    /// the loader expects; `expected` says what is needed, `found` what the file declares.
+    #[error("model interface mismatch for {what}: expected {expected}, found {found}")]
+    ModelInterface {
+        /// Which part of the interface (e.g. "ONNX input names", "ONNX input t shape").
+        what: String,
+        /// What the loader expects.
+        expected: String,
+        /// What the file declares.
+        found: String,
+    },
     /// Reading or parsing a file or JSON document failed.
     #[error("I/O or parse error: {0}")]
     Io(String),

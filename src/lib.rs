@@ -22,6 +22,7 @@
 //! | [`observe`] | per-step hooks: non-finite checks, trajectories |
 //! | [`train`] | denoising score matching: batches, targets, weightings, loss |
 //! | [`tweedie`] | denoising by Tweedie's formula |
+//! | [`backend`] | real networks behind features: `candle` (train an MLP), `onnx` (run PyTorch exports with tract), `npy` (NumPy arrays) |
 //! | [`condition`] | classifier and classifier-free guidance, imputation/inpainting, linear inverse problems |
 //! | `progress` | (feature `progress`) a progress-bar observer: step, `t`, score evaluations per second |
 //!
@@ -95,6 +96,7 @@
 // Numerical kernels index several arrays with one loop variable; iterator zips would obscure the formulas.
 #![allow(clippy::needless_range_loop)]
 
+pub mod backend;
 mod check;
 pub mod condition;
 pub mod error;
