@@ -140,6 +140,11 @@ fn main() -> Result<()> {
         start.elapsed().as_secs_f64(),
         args.n
     );
+    if let Some(dir) = args.out.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io(e.to_string()))?;
+        }
+    }
     save_npy(&args.out, run.samples.view())?;
     println!("wrote {} ({} × {dim} float32)", args.out.display(), args.n);
     if let Some(mean) = run.samples.mean_axis(ndarray::Axis(0)) {
