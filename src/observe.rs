@@ -93,26 +93,7 @@ impl<F: Real> Observer<F> for NoObserver {
 pub struct FiniteCheck;
 impl<F: Real> Observer<F> for FiniteCheck {
     fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
-        // Fast path: one pass summing; a NaN/inf anywhere makes the sum non-finite
-        // (or a finite sum of huge values overflows, which we also treat as divergence).
-        // Eight independent accumulators on contiguous states, so the pass vectorises
-        // instead of waiting on one chain of dependent additions.
-        let total = match x.as_slice() {
-            Some(s) => {
-                let mut acc = [F::zero(); 8];
-                let chunks = s.chunks_exact(8);
-                let rest = chunks.remainder();
-                for c in chunks {
-                    for (a, &v) in acc.iter_mut().zip(c) {
-                        *a += v * F::zero();
-                    }
-                }
-                let tail = rest.iter().fold(F::zero(), |a, &v| a + v * F::zero());
-                acc.iter().fold(tail, |a, &v| a + v)
-            }
-            None => x.iter().fold(F::zero(), |a, &v| a + v * F::zero()),
-        };
-        if total.is_finite() {
+        if crate::check::all_finite(&x) {
             return Ok(());
         }
         let row = x
