@@ -289,11 +289,12 @@ impl<F: Real> EdmSde<F> {
     }
 }
 
-/// Fill a view with N(0, 1) draws (row-major order, so results are layout-independent).
-pub(crate) fn fill_normal<F: Real>(mut z: ArrayViewMut2<F>, rng: &mut dyn RngCore) {
-    for v in z.iter_mut() {
-        *v = F::standard_normal(rng);
-    }
+/// Fill a view with N(0, 1) draws: one `u64` from `rng` seeds per-row streams
+/// ([`RowNoise`](crate::sample::RowNoise)), so row `r` of a prior sample or of a
+/// perturbation depends only on that draw and on `r` — not on the batch size — and the
+/// draws take the vectorised row-stream path rather than one virtual call per number.
+pub(crate) fn fill_normal<F: Real>(z: ArrayViewMut2<F>, rng: &mut dyn RngCore) {
+    crate::sample::RowNoise::from_rng(rng, z.nrows()).fill(z);
 }
 
 impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
