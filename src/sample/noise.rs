@@ -261,6 +261,12 @@ unsafe fn update_rows_avx2_fma<F: Real, G: Fn(F, F, F) -> F>(
     update_rows::<F, true, G>(gens, x, s, f)
 }
 
+/// The 64-bit seed of row `r`'s stream from the run's mixed seed `base`.
+#[inline]
+fn row_seed(base: u64, r: usize) -> u64 {
+    splitmix64(base ^ splitmix64(r as u64 ^ 0xA5A5))
+}
+
 /// One random stream per batch row, seeded from `(seed, row)`.
 ///
 /// ```
@@ -298,11 +304,24 @@ impl RowNoise {
         let mut gens = vec![Lanes::zeroed(); rows.div_ceil(LANES)];
         for (c, g) in gens.iter_mut().enumerate() {
             for i in 0..LANES {
-                let r = (c * LANES + i) as u64;
-                g.seed_lane(i, splitmix64(base ^ splitmix64(r ^ 0xA5A5)));
+                g.seed_lane(i, row_seed(base, c * LANES + i));
             }
         }
         Self { rows, gens }
+    }
+    /// Row `row`'s stream of the batch seeded with `seed`, alone (as row 0 of a one-row
+    /// `RowNoise`; the other lanes of its chunk are seeded as its successors).
+    #[cfg(test)]
+    pub(crate) fn single(seed: u64, row: usize) -> Self {
+        let base = splitmix64(seed);
+        let mut g = Lanes::zeroed();
+        for i in 0..LANES {
+            g.seed_lane(i, row_seed(base, row + i));
+        }
+        Self {
+            rows: 1,
+            gens: vec![g],
+        }
     }
     /// `rows` streams from one `u64` drawn from `rng` (what every sampler run does).
     pub fn from_rng(rng: &mut dyn RngCore, rows: usize) -> Self {

@@ -117,9 +117,7 @@ pub struct Lanes {
 impl Lanes {
     /// All-zero states (not a valid generator state; filled by [`Lanes::seed_lane`]).
     pub(crate) const fn zeroed() -> Self {
-        Lanes {
-            s: [[0; LANES]; 4],
-        }
+        Lanes { s: [[0; LANES]; 4] }
     }
 
     /// Seed lane `i` from a 64-bit row seed: the state is two consecutive SplitMix64
@@ -338,7 +336,11 @@ pub(crate) fn cis_f32<const FMA: bool, const N: usize>(
 /// `u₁ = (k + ½)·2⁻³¹ ∈ (0, 1]` with `k` the top 31 bits of `a` (rounded to `f32`).
 #[inline(always)]
 pub(crate) fn open_unit_f32<const FMA: bool>(a: u32) -> f32 {
-    madd::<f32, FMA>((a >> 1) as i32 as f32, 1.0 / 2_147_483_648.0, 1.0 / 4_294_967_296.0)
+    madd::<f32, FMA>(
+        (a >> 1) as i32 as f32,
+        1.0 / 2_147_483_648.0,
+        1.0 / 4_294_967_296.0,
+    )
 }
 
 impl BoxMuller for f32 {
@@ -464,4 +466,3 @@ impl BoxMuller for f64 {
 
 #[cfg(test)]
 mod tests;
-
