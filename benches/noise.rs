@@ -22,7 +22,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 /// ULA steps per timed run.
-const ULA_STEPS: usize = 10;
+const ULA_STEPS: usize = 50;
 
 /// The previous implementation: one PCG stream per row, ziggurat in f64, rounded to `F`.
 fn pcg_fill<F: Real>(streams: &mut [Pcg64Mcg], out: &mut Array2<F>) {

@@ -55,10 +55,98 @@ const COLS: usize = 32;
 #[cfg(feature = "rayon")]
 const _: () = assert!(ROW_BLOCK % LANES == 0);
 
-/// A consumer of draws, called as `sink(r0, nr, c0, w, z)` with `z` the draws of rows
-/// `r0..r0 + nr`, columns `c0..c0 + w`, as an `nr × w` row-major slice.
-trait Sink<F>: FnMut(usize, usize, usize, usize, &[F]) {}
-impl<F, T: FnMut(usize, usize, usize, usize, &[F])> Sink<F> for T {}
+/// A consumer of draws. A trait with `#[inline(always)]` methods rather than a closure, so
+/// that it is compiled inside the instruction-set entry points.
+trait Sink<F> {
+    /// `z` holds the draws of rows `r0..r0 + nr`, columns `c0..c0 + w`, as an `nr × w`
+    /// row-major slice.
+    fn take(&mut self, r0: usize, nr: usize, c0: usize, w: usize, z: &[F]);
+}
+
+/// `fill` into contiguous rows of width `d`.
+struct FillFlat<'a, F> {
+    out: &'a mut [F],
+    d: usize,
+}
+
+impl<F: Real> Sink<F> for FillFlat<'_, F> {
+    #[inline(always)]
+    fn take(&mut self, r0: usize, nr: usize, c0: usize, w: usize, z: &[F]) {
+        let d = self.d;
+        if w == d {
+            self.out[r0 * d..(r0 + nr) * d].copy_from_slice(z);
+        } else {
+            for (l, zr) in z.chunks_exact(w).enumerate() {
+                let o = (r0 + l) * d + c0;
+                self.out[o..o + w].copy_from_slice(zr);
+            }
+        }
+    }
+}
+
+/// `fill` into any view.
+struct FillView<'a, 'b, F> {
+    out: &'a mut ArrayViewMut2<'b, F>,
+}
+
+impl<F: Real> Sink<F> for FillView<'_, '_, F> {
+    #[inline(always)]
+    fn take(&mut self, r0: usize, _nr: usize, c0: usize, w: usize, z: &[F]) {
+        for (l, zr) in z.chunks_exact(w).enumerate() {
+            for (c, &zv) in zr.iter().enumerate() {
+                self.out[[r0 + l, c0 + c]] = zv;
+            }
+        }
+    }
+}
+
+/// `update` of contiguous rows of width `d`.
+struct UpdateFlat<'a, F, G> {
+    x: &'a mut [F],
+    s: &'a [F],
+    d: usize,
+    f: &'a G,
+}
+
+impl<F: Real, G: Fn(F, F, F) -> F> Sink<F> for UpdateFlat<'_, F, G> {
+    #[inline(always)]
+    fn take(&mut self, r0: usize, nr: usize, c0: usize, w: usize, z: &[F]) {
+        let (d, f) = (self.d, self.f);
+        if w == d {
+            // Whole rows: one flat loop over the chunk.
+            let (lo, hi) = (r0 * d, (r0 + nr) * d);
+            for ((xv, &sv), &zv) in self.x[lo..hi].iter_mut().zip(&self.s[lo..hi]).zip(z) {
+                *xv = f(*xv, sv, zv);
+            }
+        } else {
+            for (l, zr) in z.chunks_exact(w).enumerate() {
+                let o = (r0 + l) * d + c0;
+                for ((xv, &sv), &zv) in self.x[o..o + w].iter_mut().zip(&self.s[o..o + w]).zip(zr) {
+                    *xv = f(*xv, sv, zv);
+                }
+            }
+        }
+    }
+}
+
+/// `update` of any views.
+struct UpdateView<'a, 'b, 'c, F, G> {
+    x: &'a mut ArrayViewMut2<'b, F>,
+    s: &'a ArrayView2<'c, F>,
+    f: &'a G,
+}
+
+impl<F: Real, G: Fn(F, F, F) -> F> Sink<F> for UpdateView<'_, '_, '_, F, G> {
+    #[inline(always)]
+    fn take(&mut self, r0: usize, _nr: usize, c0: usize, w: usize, z: &[F]) {
+        for (l, zr) in z.chunks_exact(w).enumerate() {
+            for (c, &zv) in zr.iter().enumerate() {
+                let (i, j) = (r0 + l, c0 + c);
+                self.x[[i, j]] = (self.f)(self.x[[i, j]], self.s[[i, j]], zv);
+            }
+        }
+    }
+}
 
 /// Scratch for one chunk: the draws column by column (`zt[c][lane]`, what the vectorised
 /// transform writes) and row by row (`z`, what the sinks read).
@@ -77,7 +165,7 @@ fn draws<F: Real, const FMA: bool>(
     gens: &mut [Lanes],
     rows: usize,
     d: usize,
-    mut sink: impl Sink<F>,
+    sink: &mut impl Sink<F>,
 ) {
     if d == 0 {
         return;
@@ -93,10 +181,10 @@ fn draws<F: Real, const FMA: bool>(
         }
         let nr = (rows - r0).min(LANES);
         if nr == LANES {
-            chunk::<F, FMA>(g, r0, nr, d, &mut buf, &mut sink);
+            chunk::<F, FMA>(g, r0, nr, d, &mut buf, sink);
         } else {
             let mut part = *g;
-            chunk::<F, FMA>(&mut part, r0, nr, d, &mut buf, &mut sink);
+            chunk::<F, FMA>(&mut part, r0, nr, d, &mut buf, sink);
             g.copy_lanes_from(&part, nr);
         }
     }
@@ -137,7 +225,7 @@ fn chunk<F: Real, const FMA: bool>(
                 }
             }
         }
-        sink(r0, nr, c0, w, &z[..nr * w]);
+        sink.take(r0, nr, c0, w, &z[..nr * w]);
         c0 += w;
     }
 }
@@ -148,25 +236,10 @@ fn fill_rows<F: Real, const FMA: bool>(gens: &mut [Lanes], mut out: ArrayViewMut
     let (rows, d) = out.dim();
     if let Some(flat) = out.as_slice_mut() {
         // Contiguous rows (the samplers' own buffers).
-        draws::<F, FMA>(gens, rows, d, |r0, nr, c0, w, z: &[F]| {
-            if w == d {
-                flat[r0 * d..(r0 + nr) * d].copy_from_slice(z);
-            } else {
-                for (l, zr) in z.chunks_exact(w).enumerate() {
-                    let o = (r0 + l) * d + c0;
-                    flat[o..o + w].copy_from_slice(zr);
-                }
-            }
-        });
+        draws::<F, FMA>(gens, rows, d, &mut FillFlat { out: flat, d });
         return;
     }
-    draws::<F, FMA>(gens, rows, d, |r0, _nr, c0, w, z: &[F]| {
-        for (l, zr) in z.chunks_exact(w).enumerate() {
-            for (c, &zv) in zr.iter().enumerate() {
-                out[[r0 + l, c0 + c]] = zv;
-            }
-        }
-    });
+    draws::<F, FMA>(gens, rows, d, &mut FillView { out: &mut out });
 }
 
 /// `x[r, j] ← f(x[r, j], s[r, j], z)` with `z` the draws of `gens`' row `r`.
@@ -180,33 +253,20 @@ fn update_rows<F: Real, const FMA: bool, G: Fn(F, F, F) -> F>(
     let (rows, d) = x.dim();
     debug_assert_eq!(s.dim(), (rows, d));
     if let (Some(xf), Some(sf)) = (x.as_slice_mut(), s.as_slice()) {
-        draws::<F, FMA>(gens, rows, d, |r0, nr, c0, w, z: &[F]| {
-            if w == d {
-                // Whole rows: one flat loop over the chunk.
-                let (lo, hi) = (r0 * d, (r0 + nr) * d);
-                for ((xv, &sv), &zv) in xf[lo..hi].iter_mut().zip(&sf[lo..hi]).zip(z) {
-                    *xv = f(*xv, sv, zv);
-                }
-            } else {
-                for (l, zr) in z.chunks_exact(w).enumerate() {
-                    let o = (r0 + l) * d + c0;
-                    for ((xv, &sv), &zv) in xf[o..o + w].iter_mut().zip(&sf[o..o + w]).zip(zr) {
-                        *xv = f(*xv, sv, zv);
-                    }
-                }
-            }
-        });
+        draws::<F, FMA>(gens, rows, d, &mut UpdateFlat { x: xf, s: sf, d, f });
         return;
     }
     // Strided views: element by element.
-    draws::<F, FMA>(gens, rows, d, |r0, _nr, c0, w, z: &[F]| {
-        for (l, zr) in z.chunks_exact(w).enumerate() {
-            for (c, &zv) in zr.iter().enumerate() {
-                let (i, j) = (r0 + l, c0 + c);
-                x[[i, j]] = f(x[[i, j]], s[[i, j]], zv);
-            }
-        }
-    });
+    draws::<F, FMA>(
+        gens,
+        rows,
+        d,
+        &mut UpdateView {
+            x: &mut x,
+            s: &s,
+            f,
+        },
+    );
 }
 
 /// [`fill_rows`] in the copy for `isa`.

@@ -443,23 +443,30 @@ pub(crate) fn open_unit_f64(a: u64) -> f64 {
     f64::from_bits(F64_ONE_BITS | (a >> 12)) - (1.0 - 1.0 / 9_007_199_254_740_992.0)
 }
 
+/// Lanes per step of the f64 transform: two AVX2 registers per array, so that the
+/// transform's temporaries fit the 16 vector registers (16 lanes of f64 would spill).
+const F64_SUB: usize = 8;
+
 impl BoxMuller for f64 {
     #[inline(always)]
     fn pair<const FMA: bool>(g: &mut Lanes, z1: &mut [f64; LANES], z2: &mut [f64; LANES]) {
         let (a_hi, a_lo) = (g.next(), g.next());
         let (b_hi, b_lo) = (g.next(), g.next());
-        let (mut l, mut b) = ([0.0f64; LANES], [0u64; LANES]);
-        for i in 0..LANES {
-            l[i] = open_unit_f64(((a_hi[i] as u64) << 32) | a_lo[i] as u64);
-            b[i] = ((b_hi[i] as u64) << 32) | b_lo[i] as u64;
-        }
-        ln_f64::<FMA, LANES>(&mut l);
-        let (mut c, mut s) = ([0.0f64; LANES], [0.0f64; LANES]);
-        cis_f64::<FMA, LANES>(&b, &mut c, &mut s);
-        for i in 0..LANES {
-            let rad = (-2.0 * l[i]).sqrt();
-            z1[i] = rad * c[i];
-            z2[i] = rad * s[i];
+        for h in 0..LANES / F64_SUB {
+            let (mut l, mut b) = ([0.0f64; F64_SUB], [0u64; F64_SUB]);
+            for i in 0..F64_SUB {
+                let k = h * F64_SUB + i;
+                l[i] = open_unit_f64(((a_hi[k] as u64) << 32) | a_lo[k] as u64);
+                b[i] = ((b_hi[k] as u64) << 32) | b_lo[k] as u64;
+            }
+            ln_f64::<FMA, F64_SUB>(&mut l);
+            let (mut c, mut s) = ([0.0f64; F64_SUB], [0.0f64; F64_SUB]);
+            cis_f64::<FMA, F64_SUB>(&b, &mut c, &mut s);
+            for i in 0..F64_SUB {
+                let rad = (-2.0 * l[i]).sqrt();
+                z1[h * F64_SUB + i] = rad * c[i];
+                z2[h * F64_SUB + i] = rad * s[i];
+            }
         }
     }
 }
