@@ -61,6 +61,10 @@ trait Sink<F> {
     /// `z` holds the draws of rows `r0..r0 + nr`, columns `c0..c0 + w`, as an `nr × w`
     /// row-major slice.
     fn take(&mut self, r0: usize, nr: usize, c0: usize, w: usize, z: &[F]);
+    /// Two-column rows, a full chunk: `z1[l]` to column 0 and `z2[l]` to column 1 of row
+    /// `r0 + l`. The draws are read straight from the transform's lane arrays: storing
+    /// them interleaved and loading them back at once would stall store forwarding.
+    fn take_two(&mut self, r0: usize, z1: &[F; LANES], z2: &[F; LANES]);
 }
 
 /// `fill` into contiguous rows of width `d`.
@@ -82,6 +86,14 @@ impl<F: Real> Sink<F> for FillFlat<'_, F> {
             }
         }
     }
+    #[inline(always)]
+    fn take_two(&mut self, r0: usize, z1: &[F; LANES], z2: &[F; LANES]) {
+        let out = &mut self.out[2 * r0..2 * (r0 + LANES)];
+        for l in 0..LANES {
+            out[2 * l] = z1[l];
+            out[2 * l + 1] = z2[l];
+        }
+    }
 }
 
 /// `fill` into any view.
@@ -96,6 +108,13 @@ impl<F: Real> Sink<F> for FillView<'_, '_, F> {
             for (c, &zv) in zr.iter().enumerate() {
                 self.out[[r0 + l, c0 + c]] = zv;
             }
+        }
+    }
+    #[inline(always)]
+    fn take_two(&mut self, r0: usize, z1: &[F; LANES], z2: &[F; LANES]) {
+        for l in 0..LANES {
+            self.out[[r0 + l, 0]] = z1[l];
+            self.out[[r0 + l, 1]] = z2[l];
         }
     }
 }
@@ -127,6 +146,16 @@ impl<F: Real, G: Fn(F, F, F) -> F> Sink<F> for UpdateFlat<'_, F, G> {
             }
         }
     }
+    #[inline(always)]
+    fn take_two(&mut self, r0: usize, z1: &[F; LANES], z2: &[F; LANES]) {
+        let f = self.f;
+        let x = &mut self.x[2 * r0..2 * (r0 + LANES)];
+        let s = &self.s[2 * r0..2 * (r0 + LANES)];
+        for l in 0..LANES {
+            x[2 * l] = f(x[2 * l], s[2 * l], z1[l]);
+            x[2 * l + 1] = f(x[2 * l + 1], s[2 * l + 1], z2[l]);
+        }
+    }
 }
 
 /// `update` of any views.
@@ -144,6 +173,14 @@ impl<F: Real, G: Fn(F, F, F) -> F> Sink<F> for UpdateView<'_, '_, '_, F, G> {
                 let (i, j) = (r0 + l, c0 + c);
                 self.x[[i, j]] = (self.f)(self.x[[i, j]], self.s[[i, j]], zv);
             }
+        }
+    }
+    #[inline(always)]
+    fn take_two(&mut self, r0: usize, z1: &[F; LANES], z2: &[F; LANES]) {
+        for l in 0..LANES {
+            let i = r0 + l;
+            self.x[[i, 0]] = (self.f)(self.x[[i, 0]], self.s[[i, 0]], z1[l]);
+            self.x[[i, 1]] = (self.f)(self.x[[i, 1]], self.s[[i, 1]], z2[l]);
         }
     }
 }
@@ -210,22 +247,18 @@ fn chunk<F: Real, const FMA: bool>(
                 F::pair::<FMA>(g, z1, z2);
             }
         }
-        let z = &mut buf.z;
-        if w == 2 {
-            // The 2-D problems: an interleave with fixed bounds.
-            let [z1, z2] = [&buf.zt[0], &buf.zt[1]];
-            for l in 0..LANES {
-                z[2 * l] = z1[l];
-                z[2 * l + 1] = z2[l];
-            }
+        if d == 2 && nr == LANES {
+            // The 2-D problems: straight from the lane arrays.
+            sink.take_two(r0, &buf.zt[0], &buf.zt[1]);
         } else {
+            let z = &mut buf.z;
             for l in 0..nr {
                 for c in 0..w {
                     z[l * w + c] = buf.zt[c][l];
                 }
             }
+            sink.take(r0, nr, c0, w, &z[..nr * w]);
         }
-        sink.take(r0, nr, c0, w, &z[..nr * w]);
         c0 += w;
     }
 }
