@@ -31,8 +31,9 @@ use std::fmt::{Debug, Display};
 /// assert_eq!(<f64 as Real>::lit(0.5), 0.5);
 /// ```
 ///
-/// Sealed: the mixture kernel's vectorised exponential (`PolyExp`, crate-internal) is a
-/// supertrait, implemented for `f32` and `f64` only.
+/// Sealed: the mixture kernel's vectorised exponential (`PolyExp`, crate-internal) and
+/// the vectorised Box–Muller transform of [`RowNoise`](crate::sample::RowNoise)
+/// (`BoxMuller`, crate-internal) are supertraits, implemented for `f32` and `f64` only.
 pub trait Real:
     NdFloat
     + Float
@@ -45,6 +46,7 @@ pub trait Real:
     + Sync
     + 'static
     + crate::gmm::exp::PolyExp
+    + crate::sample::normal::BoxMuller
 {
     /// Machine epsilon of the type.
     const EPS: Self;

@@ -262,12 +262,42 @@ fn predicted_gap(
     gap
 }
 
-/// The predicted gap of a reverse-SDE predictor on a grid (VP, prior N(0, I), no noise on
-/// the last step). Score of a component: `−(x − α_t μ)/v_t`, `v_t = α_t² λ + σ_t²`.
-fn predictor_gap(p0: &GaussianMixture<f64>, p: Predictor, times: &[f64]) -> f64 {
+/// `‖E x − E_{p_eps} x‖₂` a sampler would have if every mixture component were alone: the
+/// same per-eigen-direction mean recursion as [`predicted_gap`], the components' mean
+/// shifts rotated back and weighted. The mean error's *known discretisation bias*: what
+/// the mean tolerance adds to the Monte-Carlo floor (zero for an unbiased sampler).
+fn predicted_mean_shift(
+    p0: &GaussianMixture<f64>,
+    steps: usize,
+    step: &StepFn,
+    mean0: f64,
+    a_end: f64,
+) -> f64 {
+    let mut shift = ndarray::Array1::<f64>::zeros(p0.dim());
+    for k in 0..p0.n_components() {
+        let (lam, u) = sym_eigen(&p0.covs().index_axis(Axis(0), k).to_owned());
+        let mu = u.t().dot(&p0.means().row(k));
+        let mut dm = ndarray::Array1::<f64>::zeros(lam.len());
+        for j in 0..lam.len() {
+            let mut m = mean0 * mu[j];
+            for i in 0..steps {
+                let (a, q, _) = step(i, lam[j], mu[j]);
+                m = a * m + q * mu[j];
+            }
+            dm[j] = m - a_end * mu[j];
+        }
+        shift.scaled_add(p0.weights()[k], &u.dot(&dm));
+    }
+    shift.dot(&shift).sqrt()
+}
+
+/// One step of a reverse-SDE predictor on a grid (VP, prior N(0, I), no noise on the last
+/// step) for a Gaussian component. Score of a component: `−(x − α_t μ)/v_t`,
+/// `v_t = α_t² λ + σ_t²`.
+fn predictor_step(p: Predictor, times: &[f64]) -> impl Fn(usize, f64, f64) -> (f64, f64, f64) + '_ {
     let vp = VpLinear::<f64>::default();
     let n = times.len() - 1;
-    let step = |i: usize, lam: f64, _mu: f64| {
+    move |i: usize, lam: f64, _mu: f64| {
         let (t, tn) = (times[i], times[i + 1]);
         let h = t - tn;
         let at = vp.alpha(t);
@@ -292,8 +322,27 @@ fn predictor_gap(p0: &GaussianMixture<f64>, p: Predictor, times: &[f64]) -> f64 
             ),
         };
         (m, q, if last { 0.0 } else { nv })
-    };
-    predicted_gap(p0, n, &step, (0.0, 1.0), (vp.alpha(T_EPS), vp.sigma(T_EPS)))
+    }
+}
+
+/// The predicted gap of a reverse-SDE predictor on a grid (see [`predictor_step`]).
+fn predictor_gap(p0: &GaussianMixture<f64>, p: Predictor, times: &[f64]) -> f64 {
+    let vp = VpLinear::<f64>::default();
+    let step = predictor_step(p, times);
+    predicted_gap(
+        p0,
+        times.len() - 1,
+        &step,
+        (0.0, 1.0),
+        (vp.alpha(T_EPS), vp.sigma(T_EPS)),
+    )
+}
+
+/// The predicted mean shift of a reverse-SDE predictor on a grid (see [`predictor_step`]).
+fn predictor_mean_shift(p0: &GaussianMixture<f64>, p: Predictor, times: &[f64]) -> f64 {
+    let vp = VpLinear::<f64>::default();
+    let step = predictor_step(p, times);
+    predicted_mean_shift(p0, times.len() - 1, &step, 0.0, vp.alpha(T_EPS))
 }
 
 // ------------------------------------------------------------------ predictors
@@ -308,11 +357,17 @@ fn model_slack(setup: &Setup) -> f64 {
 fn check_pc(setup: &Setup, sampler: &Pc<f64, VpSde<f64>>, seed: u64, what: &str) -> Report {
     let x = run_pc(setup, sampler, seed);
     let bias = predictor_gap(&setup.p0, sampler.predictor_kind(), sampler.grid().times());
+    let shift = predictor_mean_shift(&setup.p0, sampler.predictor_kind(), sampler.grid().times());
     let r = setup.reference.evaluate(x.view()).unwrap();
-    println!("{} {what}: predicted bias {bias:+.4}", setup.name);
+    println!(
+        "{} {what}: predicted bias {bias:+.4} mean shift {shift:.4}",
+        setup.name
+    );
     // Shift the floor by the predicted bias: what is checked is the *unexplained* gap.
+    // Likewise the mean error may exceed its floor tolerance by the predicted mean shift.
     let mut fl = setup.floor;
     fl.gap_mean += bias;
+    fl.mean_err += shift / FLOOR_FACTOR;
     check_against(
         &format!("{} {what}", setup.name),
         &setup.reference,
@@ -399,7 +454,10 @@ fn euler_maruyama_converges_with_steps() {
         );
         excess.push(e.abs());
     }
-    assert!(excess[0] > excess[1] && excess[1] > excess[2], "{excess:?}");
+    // Only the 30-step run must be visibly worse than the others: the 100- and 1000-step
+    // biases (≈ 0.03 and 0.005) are both below the gap's sd at N = 3000 (≈ 0.046), so their
+    // order is noise; each one's agreement with its prediction is checked above.
+    assert!(excess[0] > excess[1] && excess[0] > excess[2], "{excess:?}");
     assert!(
         excess[0] > 0.3,
         "30 steps must be visibly biased: {excess:?}"

@@ -28,6 +28,7 @@ pub mod dpm_solver;
 pub mod edm;
 pub mod langevin;
 pub mod noise;
+pub(crate) mod normal;
 pub mod ode;
 pub mod pc;
 pub mod reverse_sde;
