@@ -53,7 +53,7 @@ pub(crate) struct BlockWorkspace<F> {
     log_norm: Vec<F>,
     /// `tr P_k`.
     trace_prec: Vec<F>,
-    /// `P_k`, `K×D×D` row-major (used for non-diagonal `S_k`).
+    /// `P_k`, `K×D×D`, each packed by [`pack_precision`] (used for non-diagonal `S_k`).
     prec: Vec<F>,
     /// The block transposed, `D×bm`.
     xt: Vec<F>,
@@ -103,8 +103,8 @@ impl<F: Real> BlockWorkspace<F> {
         let (k_n, d) = (self.k, self.d);
         let (a, s2) = (alpha.as_f64(), sigma.as_f64() * sigma.as_f64());
         let log2pi = (2.0 * std::f64::consts::PI).ln();
-        let mut c = vec![0.0_f64; 0];
-        c.resize(d, 0.0);
+        let mut c = vec![0.0_f64; d];
+        let mut pm = vec![0.0_f64; d * d];
         for k in 0..k_n {
             let mut log_det = 0.0;
             let mut tr = 0.0;
@@ -126,10 +126,16 @@ impl<F: Real> BlockWorkspace<F> {
                         for l in 0..d {
                             v += u[[i, l]].as_f64() * u[[j, l]].as_f64() / c[l];
                         }
-                        self.prec[(k * d + i) * d + j] = F::lit(v);
-                        self.prec[(k * d + j) * d + i] = F::lit(v);
+                        pm[i * d + j] = v;
+                        pm[j * d + i] = v;
                     }
                 }
+                pack_precision(
+                    |i, j| F::lit(pm[i * d + j]),
+                    d,
+                    tile_width::<F>(),
+                    &mut self.prec[k * d * d..(k + 1) * d * d],
+                );
             }
         }
     }
@@ -284,15 +290,63 @@ fn components<F: Real, const FMA: bool>(
     }
 }
 
-/// `dst[j] = Σ_l p[j][l] src[l]` for rows of length `len` (stride `bm`): `G = P R`;
-/// and, while each chunk of `G` is in registers, `q += Σ_j R_j ⊙ G_j` and (if given)
-/// `sq += Σ_j G_j²`.
+/// Output coordinates per register tile of [`matmul`]: with a chunk of [`CHUNK`] rows
+/// in `CHUNK · size / 32` AVX registers, 4 (f32: 2 registers a row) or 2 (f64: 4) output
+/// coordinates give 8 independent accumulators — the FMA latency (4 cycles on Zen 3)
+/// times its two pipes — and leave registers for the source chunk and the weights.
+#[inline(always)]
+pub(super) fn tile_width<F>() -> usize {
+    if std::mem::size_of::<F>() <= 4 { 4 } else { 2 }
+}
+
+/// `P` packed for [`matmul`]: the output coordinates in tiles of `J` = [`tile_width`]
+/// (the last one narrower), each tile stored column by column (`[l][jj]`), so that the
+/// micro-kernel reads the `J` weights of source coordinate `l` contiguously. The tile
+/// starting at output coordinate `j0` begins at offset `j0 · D`.
+pub(super) fn pack_precision<F: Copy>(p: impl Fn(usize, usize) -> F, d: usize, j: usize, out: &mut [F]) {
+    let mut j0 = 0;
+    while j0 < d {
+        let jw = j.min(d - j0);
+        for l in 0..d {
+            for jj in 0..jw {
+                out[j0 * d + l * jw + jj] = p(j0 + jj, l);
+            }
+        }
+        j0 += jw;
+    }
+}
+
+/// `dst[j] = Σ_l P[j][l] src[l]` for rows of length `len` (stride `bm`): `G = P R`, with
+/// `P` packed by [`pack_precision`]; and, while each tile of `G` is in registers,
+/// `q += Σ_j R_j ⊙ G_j` and (if given) `sq += Σ_j G_j²`.
 ///
-/// Two output coordinates and one chunk of rows at a time keep the accumulators in
-/// registers, with one load of `src` per two multiply-adds per lane.
+/// A register-tiled micro-kernel: `J` output coordinates × one chunk of [`CHUNK`] rows
+/// are accumulated in registers over the `D` source coordinates, each source chunk
+/// loaded once per `J` multiply-adds per lane.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn matmul<F: Real, const FMA: bool>(
+pub(super) fn matmul<F: Real, const FMA: bool>(
+    p: &[F],
+    d: usize,
+    src: &[F],
+    dst: &mut [F],
+    bm: usize,
+    len: usize,
+    q: &mut [F],
+    sq: Option<&mut [F]>,
+) {
+    if tile_width::<F>() == 4 {
+        matmul_tiles::<F, FMA, 4>(p, d, src, dst, bm, len, q, sq)
+    } else {
+        matmul_tiles::<F, FMA, 2>(p, d, src, dst, bm, len, q, sq)
+    }
+}
+
+/// [`matmul`] with tiles of `J` output coordinates (the narrower last one dispatched to
+/// its own instance, so every tile's loops have constant trip counts).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn matmul_tiles<F: Real, const FMA: bool, const J: usize>(
     p: &[F],
     d: usize,
     src: &[F],
@@ -302,56 +356,72 @@ fn matmul<F: Real, const FMA: bool>(
     q: &mut [F],
     mut sq: Option<&mut [F]>,
 ) {
-    let mut j = 0;
-    while j < d {
-        // Rows j and j + 1 (or j alone for the last of an odd D).
-        let two = j + 1 < d;
-        let p0 = &p[j * d..(j + 1) * d];
-        let p1 = if two {
-            &p[(j + 1) * d..(j + 2) * d]
-        } else {
-            p0
-        };
-        let mut c = 0;
-        while c < len {
-            let mut a0 = [F::zero(); CHUNK];
-            let mut a1 = [F::zero(); CHUNK];
-            for l in 0..d {
-                let v = &src[l * bm + c..l * bm + c + CHUNK];
-                let (w0, w1) = (p0[l], p1[l]);
-                for t in 0..CHUNK {
-                    a0[t] = madd::<F, FMA>(w0, v[t], a0[t]);
-                    a1[t] = madd::<F, FMA>(w1, v[t], a1[t]);
-                }
-            }
-            dst[j * bm + c..j * bm + c + CHUNK].copy_from_slice(&a0);
-            let r0 = &src[j * bm + c..j * bm + c + CHUNK];
-            let qc = &mut q[c..c + CHUNK];
-            for t in 0..CHUNK {
-                qc[t] = madd::<F, FMA>(r0[t], a0[t], qc[t]);
-            }
-            if let Some(sq) = sq.as_deref_mut() {
-                let sqc = &mut sq[c..c + CHUNK];
-                for t in 0..CHUNK {
-                    sqc[t] = madd::<F, FMA>(a0[t], a0[t], sqc[t]);
-                }
-            }
-            if two {
-                dst[(j + 1) * bm + c..(j + 1) * bm + c + CHUNK].copy_from_slice(&a1);
-                let r1 = &src[(j + 1) * bm + c..(j + 1) * bm + c + CHUNK];
-                for t in 0..CHUNK {
-                    qc[t] = madd::<F, FMA>(r1[t], a1[t], qc[t]);
-                }
-                if let Some(sq) = sq.as_deref_mut() {
-                    let sqc = &mut sq[c..c + CHUNK];
-                    for t in 0..CHUNK {
-                        sqc[t] = madd::<F, FMA>(a1[t], a1[t], sqc[t]);
-                    }
-                }
-            }
-            c += CHUNK;
+    let mut j0 = 0;
+    while j0 < d {
+        let jw = J.min(d - j0);
+        let pt = &p[j0 * d..(j0 + jw) * d];
+        let sq = sq.as_deref_mut();
+        match jw {
+            1 => tile::<F, FMA, 1>(pt, d, j0, src, dst, bm, len, q, sq),
+            2 => tile::<F, FMA, 2>(pt, d, j0, src, dst, bm, len, q, sq),
+            3 => tile::<F, FMA, 3>(pt, d, j0, src, dst, bm, len, q, sq),
+            _ => tile::<F, FMA, 4>(pt, d, j0, src, dst, bm, len, q, sq),
         }
-        j += 2;
+        j0 += jw;
+    }
+}
+
+/// One tile of [`matmul`]: output coordinates `j0..j0 + W` for every chunk of rows.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tile<F: Real, const FMA: bool, const W: usize>(
+    pt: &[F],
+    d: usize,
+    j0: usize,
+    src: &[F],
+    dst: &mut [F],
+    bm: usize,
+    len: usize,
+    q: &mut [F],
+    mut sq: Option<&mut [F]>,
+) {
+    let src = &src[..d * bm];
+    let pt = &pt[..d * W];
+    let mut c = 0;
+    while c < len {
+        let mut acc = [[F::zero(); CHUNK]; W];
+        for (srow, w) in src.chunks_exact(bm).zip(pt.chunks_exact(W)) {
+            let v: &[F; CHUNK] = match srow[c..c + CHUNK].try_into() {
+                Ok(v) => v,
+                Err(_) => unreachable!(),
+            };
+            for jj in 0..W {
+                let wj = w[jj];
+                for t in 0..CHUNK {
+                    acc[jj][t] = madd::<F, FMA>(wj, v[t], acc[jj][t]);
+                }
+            }
+        }
+        let mut qc = [F::zero(); CHUNK];
+        qc.copy_from_slice(&q[c..c + CHUNK]);
+        for jj in 0..W {
+            let j = j0 + jj;
+            dst[j * bm + c..j * bm + c + CHUNK].copy_from_slice(&acc[jj]);
+            let r = &src[j * bm + c..j * bm + c + CHUNK];
+            for t in 0..CHUNK {
+                qc[t] = madd::<F, FMA>(r[t], acc[jj][t], qc[t]);
+            }
+        }
+        q[c..c + CHUNK].copy_from_slice(&qc);
+        if let Some(sq) = sq.as_deref_mut() {
+            let sqc = &mut sq[c..c + CHUNK];
+            for acc_j in &acc {
+                for t in 0..CHUNK {
+                    sqc[t] = madd::<F, FMA>(acc_j[t], acc_j[t], sqc[t]);
+                }
+            }
+        }
+        c += CHUNK;
     }
 }
 
