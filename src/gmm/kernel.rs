@@ -20,6 +20,7 @@
 mod block;
 #[cfg(test)]
 mod rowwise;
+mod tied;
 
 use super::simd::Isa;
 use crate::float::Real;
@@ -32,6 +33,8 @@ pub(crate) struct Parts<'a, F> {
     pub eigvals: &'a Array2<F>,
     pub eigvecs: &'a Array3<F>,
     pub axis_aligned: &'a [bool],
+    /// All components share one covariance: take the tied path (`tied`).
+    pub tied: bool,
 }
 
 /// Reusable buffers for one evaluation.

@@ -41,36 +41,56 @@ const MAX_BLOCK: usize = 1024;
 /// Reusable buffers for the blocked path; per-block arrays are `[component][coordinate][row]`.
 #[derive(Debug, Clone)]
 pub(crate) struct BlockWorkspace<F> {
-    k: usize,
-    d: usize,
+    pub(super) k: usize,
+    pub(super) d: usize,
     /// Rows per block (a multiple of [`CHUNK`]).
-    bm: usize,
+    pub(super) bm: usize,
     /// `α μ_k`, `K×D`.
-    shift: Vec<F>,
+    pub(super) shift: Vec<F>,
     /// `1/c_k`, `K×D` (used for diagonal `S_k`).
-    inv_c: Vec<F>,
+    pub(super) inv_c: Vec<F>,
     /// `log w_k − ½ log det(2π Σ_k)`.
-    log_norm: Vec<F>,
+    pub(super) log_norm: Vec<F>,
     /// `tr P_k`.
-    trace_prec: Vec<F>,
+    pub(super) trace_prec: Vec<F>,
     /// `P_k`, `K×D×D`, each packed by [`pack_precision`] (used for non-diagonal `S_k`).
-    prec: Vec<F>,
+    pub(super) prec: Vec<F>,
     /// The block transposed, `D×bm`.
-    xt: Vec<F>,
+    pub(super) xt: Vec<F>,
     /// `R_k` of the current component, `D×bm`.
-    res: Vec<F>,
+    pub(super) res: Vec<F>,
     /// `G_k` for every component, `K×D×bm`.
-    g: Vec<F>,
+    pub(super) g: Vec<F>,
     /// `ℓ_k`, then `exp(ℓ_k − max)`, then `r_k`: `K×bm`.
-    logits: Vec<F>,
+    pub(super) logits: Vec<F>,
     /// `|G_k|²`, `K×bm` (Laplacian only).
-    sq: Vec<F>,
+    pub(super) sq: Vec<F>,
     /// Row maxima of the logits, then the Laplacian.
-    mx: Vec<F>,
+    pub(super) mx: Vec<F>,
     /// Row sums of the shifted exponentials.
-    sum: Vec<F>,
-    /// `Σ_k r_k G_k`, `D×bm`.
-    s: Vec<F>,
+    pub(super) sum: Vec<F>,
+    /// `Σ_k r_k G_k`, `D×bm` (tied path: `P Y − Σ_k r_k h_k`, i.e. minus the score).
+    pub(super) s: Vec<F>,
+    /// The mixture takes the tied path (`tied`); set by `set_up`.
+    pub(super) tied: bool,
+    /// Tied path: `S` is diagonal, `P = diag(inv_c[..D])`.
+    pub(super) diag: bool,
+    /// Tied path: `h_k = α P (μ_k − c)`, `K×D` (`c = Σ_k w_k μ_k`, and `α c` is `center`).
+    pub(super) h: Vec<F>,
+    /// Tied path: `b_k = log w_k − ½ α² (μ_k − c)ᵀ P (μ_k − c)`.
+    pub(super) b: Vec<F>,
+    /// Tied path: `|h_k|²`.
+    pub(super) h_sq: Vec<F>,
+    /// Tied path: `α c`, `D`.
+    pub(super) center: Vec<F>,
+    /// f64 scratch for `set_up`: `α² λ + σ²` (`D`) and `P` (`D×D`), kept to avoid
+    /// allocating per call.
+    pub(super) c64: Vec<f64>,
+    pub(super) p64: Vec<f64>,
+    /// `(mixture, α, σ)` the constants were last computed for: a workspace serves one
+    /// mixture at a time (each `AnalyticScore` pools its own), and consecutive blocks of
+    /// a batch share `(α, σ)`, so `set_up` runs once per call instead of once per block.
+    pub(super) key: Option<(usize, u64, u64)>,
 }
 
 impl<F: Real> BlockWorkspace<F> {
@@ -95,41 +115,55 @@ impl<F: Real> BlockWorkspace<F> {
             mx: z(bm),
             sum: z(bm),
             s: z(d * bm),
+            tied: false,
+            diag: false,
+            h: z(k * d),
+            b: z(k),
+            h_sq: z(k),
+            center: z(d),
+            c64: vec![0.0; d],
+            p64: vec![0.0; d * d],
+            key: None,
         }
     }
 
-    /// Per-call constants at `(α, σ)`, computed in f64.
+    /// Per-call constants at `(α, σ)`, computed in f64 (skipped when the workspace
+    /// already holds them: the same mixture at the same `(α, σ)` gives the same values).
     fn set_up(&mut self, parts: &Parts<'_, F>, alpha: F, sigma: F) {
+        let key = (
+            parts.means.as_ptr() as usize,
+            alpha.as_f64().to_bits(),
+            sigma.as_f64().to_bits(),
+        );
+        if self.key == Some(key) {
+            return;
+        }
+        self.key = Some(key);
+        self.tied = parts.tied;
+        if parts.tied {
+            self.set_up_tied(parts, alpha, sigma);
+            return;
+        }
         let (k_n, d) = (self.k, self.d);
         let (a, s2) = (alpha.as_f64(), sigma.as_f64() * sigma.as_f64());
         let log2pi = (2.0 * std::f64::consts::PI).ln();
-        let mut c = vec![0.0_f64; d];
-        let mut pm = vec![0.0_f64; d * d];
         for k in 0..k_n {
             let mut log_det = 0.0;
             let mut tr = 0.0;
             for j in 0..d {
-                c[j] = a * a * parts.eigvals[[k, j]].as_f64() + s2;
-                self.inv_c[k * d + j] = F::lit(1.0 / c[j]);
+                let c = a * a * parts.eigvals[[k, j]].as_f64() + s2;
+                self.c64[j] = c;
+                self.inv_c[k * d + j] = F::lit(1.0 / c);
                 self.shift[k * d + j] = F::lit(a * parts.means[[k, j]].as_f64());
-                log_det += c[j].ln();
-                tr += 1.0 / c[j];
+                log_det += c.ln();
+                tr += 1.0 / c;
             }
             self.log_norm[k] =
                 F::lit(parts.log_weights[k].as_f64() - 0.5 * log_det - 0.5 * d as f64 * log2pi);
             self.trace_prec[k] = F::lit(tr);
             if !parts.axis_aligned[k] {
-                let u = parts.eigvecs.index_axis(ndarray::Axis(0), k);
-                for i in 0..d {
-                    for j in 0..=i {
-                        let mut v = 0.0;
-                        for l in 0..d {
-                            v += u[[i, l]].as_f64() * u[[j, l]].as_f64() / c[l];
-                        }
-                        pm[i * d + j] = v;
-                        pm[j * d + i] = v;
-                    }
-                }
+                self.precision_f64(parts, k);
+                let pm = &self.p64;
                 pack_precision(
                     |i, j| F::lit(pm[i * d + j]),
                     d,
@@ -137,6 +171,87 @@ impl<F: Real> BlockWorkspace<F> {
                     &mut self.prec[k * d * d..(k + 1) * d * d],
                 );
             }
+        }
+    }
+
+    /// `P_k = U_k diag(1/c) U_kᵀ` in f64 into `p64`, with `c = c64` already set.
+    fn precision_f64(&mut self, parts: &Parts<'_, F>, k: usize) {
+        let d = self.d;
+        let u = parts.eigvecs.index_axis(ndarray::Axis(0), k);
+        for i in 0..d {
+            for j in 0..=i {
+                let mut v = 0.0;
+                for l in 0..d {
+                    v += u[[i, l]].as_f64() * u[[j, l]].as_f64() / self.c64[l];
+                }
+                self.p64[i * d + j] = v;
+                self.p64[j * d + i] = v;
+            }
+        }
+    }
+
+    /// The tied path's constants (see `tied`): with `Σ = α² S + σ² I` common to all
+    /// components and `P = Σ⁻¹` (from component 0's eigendecomposition), `h_k`, `b_k`,
+    /// `|h_k|²`, `α c`, `tr P`, `−½ log det(2π Σ)` (in `log_norm[0]`), and `P` itself
+    /// (`inv_c[..D]` if `S` is diagonal, else packed in `prec[..D²]`).
+    fn set_up_tied(&mut self, parts: &Parts<'_, F>, alpha: F, sigma: F) {
+        let (k_n, d) = (self.k, self.d);
+        let (a, s2) = (alpha.as_f64(), sigma.as_f64() * sigma.as_f64());
+        let log2pi = (2.0 * std::f64::consts::PI).ln();
+        let (mut log_det, mut tr) = (0.0, 0.0);
+        for j in 0..d {
+            let c = a * a * parts.eigvals[[0, j]].as_f64() + s2;
+            self.c64[j] = c;
+            self.inv_c[j] = F::lit(1.0 / c);
+            log_det += c.ln();
+            tr += 1.0 / c;
+        }
+        self.log_norm[0] = F::lit(-0.5 * log_det - 0.5 * d as f64 * log2pi);
+        self.trace_prec[0] = F::lit(tr);
+        let diag = parts.axis_aligned[0];
+        self.diag = diag;
+        if diag {
+            for i in 0..d {
+                for j in 0..d {
+                    self.p64[i * d + j] = if i == j { 1.0 / self.c64[i] } else { 0.0 };
+                }
+            }
+        } else {
+            self.precision_f64(parts, 0);
+            let pm = &self.p64;
+            pack_precision(
+                |i, j| F::lit(pm[i * d + j]),
+                d,
+                tile_width::<F>(),
+                &mut self.prec[..d * d],
+            );
+        }
+        // Centre c = Σ_k w_k μ_k: the logits are then O(spread of the means), not
+        // O(distance of the means from the origin), which bounds their cancellation.
+        for j in 0..d {
+            let c: f64 = (0..k_n)
+                .map(|k| parts.log_weights[k].as_f64().exp() * parts.means[[k, j]].as_f64())
+                .sum();
+            self.center[j] = F::lit(a * c);
+            // c in f64 for the offsets below (c64 is free again once P is formed).
+            self.c64[j] = c;
+        }
+        for k in 0..k_n {
+            let mut quad = 0.0;
+            let mut h_sq = 0.0;
+            for i in 0..d {
+                let mut h = 0.0;
+                for j in 0..d {
+                    let dj = a * (parts.means[[k, j]].as_f64() - self.c64[j]);
+                    h += self.p64[i * d + j] * dj;
+                }
+                let di = a * (parts.means[[k, i]].as_f64() - self.c64[i]);
+                quad += di * h;
+                h_sq += h * h;
+                self.h[k * d + i] = F::lit(h);
+            }
+            self.b[k] = F::lit(parts.log_weights[k].as_f64() - 0.5 * quad);
+            self.h_sq[k] = F::lit(h_sq);
         }
     }
 }
@@ -184,6 +299,9 @@ fn run<F: Real, const FMA: bool>(
     ws: &mut BlockWorkspace<F>,
     out: &mut Outputs<'_, F>,
 ) {
+    if ws.tied {
+        return super::tied::run::<F, FMA>(x, ws, out);
+    }
     let n = x.nrows();
     let need_g = out.score.is_some() || out.laplacian.is_some();
     let need_sq = out.laplacian.is_some();
@@ -206,7 +324,7 @@ fn run<F: Real, const FMA: bool>(
 
 /// `xt[j][i] = x[i][j]`, rows `b..len` set to zero (finite padding).
 #[inline(always)]
-fn gather<F: Real>(xb: ArrayView2<F>, ws: &mut BlockWorkspace<F>, len: usize) {
+pub(super) fn gather<F: Real>(xb: ArrayView2<F>, ws: &mut BlockWorkspace<F>, len: usize) {
     let (b, d, bm) = (xb.nrows(), ws.d, ws.bm);
     let xt = &mut ws.xt;
     if let Some(xs) = xb.as_slice() {
@@ -303,7 +421,12 @@ pub(super) fn tile_width<F>() -> usize {
 /// (the last one narrower), each tile stored column by column (`[l][jj]`), so that the
 /// micro-kernel reads the `J` weights of source coordinate `l` contiguously. The tile
 /// starting at output coordinate `j0` begins at offset `j0 · D`.
-pub(super) fn pack_precision<F: Copy>(p: impl Fn(usize, usize) -> F, d: usize, j: usize, out: &mut [F]) {
+pub(super) fn pack_precision<F: Copy>(
+    p: impl Fn(usize, usize) -> F,
+    d: usize,
+    j: usize,
+    out: &mut [F],
+) {
     let mut j0 = 0;
     while j0 < d {
         let jw = j.min(d - j0);
@@ -427,7 +550,7 @@ fn tile<F: Real, const FMA: bool, const W: usize>(
 
 /// Max-shifted exponentials of the logits (in place) and their row sums.
 #[inline(always)]
-fn softmax<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize) {
+pub(super) fn softmax<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize) {
     let (k_n, bm) = (ws.k, ws.bm);
     let mx = &mut ws.mx[..len];
     mx.copy_from_slice(&ws.logits[..len]);
@@ -466,7 +589,7 @@ fn write_log_prob<F: Real>(
 
 /// Responsibilities `r_k = e_k / Σ e`, in place of the exponentials.
 #[inline(always)]
-fn weigh<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize) {
+pub(super) fn weigh<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize) {
     let (k_n, bm) = (ws.k, ws.bm);
     let inv = &mut ws.sum[..len];
     for v in inv.iter_mut() {
@@ -517,7 +640,12 @@ fn score_sum<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize, n
 }
 
 /// Copy the block's score (negated sum), Laplacian and responsibilities to the outputs.
-fn scatter<F: Real>(ws: &BlockWorkspace<F>, out: &mut Outputs<'_, F>, start: usize, b: usize) {
+pub(super) fn scatter<F: Real>(
+    ws: &BlockWorkspace<F>,
+    out: &mut Outputs<'_, F>,
+    start: usize,
+    b: usize,
+) {
     let (k_n, d, bm) = (ws.k, ws.d, ws.bm);
     if let Some(sc) = out.score.as_mut() {
         let mut sb = sc.slice_mut(s![start..start + b, ..]);
