@@ -21,6 +21,7 @@ mod block;
 #[cfg(test)]
 mod rowwise;
 mod tied;
+mod transpose;
 
 use super::simd::Isa;
 use crate::float::Real;

@@ -21,7 +21,7 @@
 //! `#[inline(always)]`, they are compiled inside the per-instruction-set entry points
 //! ([`Isa`]) with that instruction set's vector width.
 
-use super::{Outputs, Parts};
+use super::{Outputs, Parts, transpose};
 use crate::float::Real;
 use crate::gmm::exp::madd;
 use crate::gmm::simd::{Isa, PORTABLE_FMA};
@@ -268,7 +268,7 @@ pub(crate) fn evaluate<F: Real>(
 ) {
     ws.set_up(parts, alpha, sigma);
     match isa {
-        Isa::Portable => run::<F, PORTABLE_FMA>(parts.axis_aligned, x, ws, &mut out),
+        Isa::Portable => run::<F, PORTABLE_FMA, false>(parts.axis_aligned, x, ws, &mut out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2Fma` is only produced by `Isa::detect` (and `available`)
         // after checking that this CPU has AVX2 and FMA.
@@ -288,19 +288,19 @@ unsafe fn run_avx2_fma<F: Real>(
     ws: &mut BlockWorkspace<F>,
     out: &mut Outputs<'_, F>,
 ) {
-    run::<F, true>(axis_aligned, x, ws, out)
+    run::<F, true, true>(axis_aligned, x, ws, out)
 }
 
 /// All blocks of `x`.
 #[inline(always)]
-fn run<F: Real, const FMA: bool>(
+fn run<F: Real, const FMA: bool, const AVX2: bool>(
     axis_aligned: &[bool],
     x: ArrayView2<F>,
     ws: &mut BlockWorkspace<F>,
     out: &mut Outputs<'_, F>,
 ) {
     if ws.tied {
-        return super::tied::run::<F, FMA>(x, ws, out);
+        return super::tied::run::<F, FMA, AVX2>(x, ws, out);
     }
     let n = x.nrows();
     let need_g = out.score.is_some() || out.laplacian.is_some();
@@ -309,7 +309,7 @@ fn run<F: Real, const FMA: bool>(
     while start < n {
         let b = ws.bm.min(n - start);
         let len = b.div_ceil(CHUNK) * CHUNK;
-        gather(x.slice(s![start..start + b, ..]), ws, len);
+        gather::<F, AVX2>(x.slice(s![start..start + b, ..]), ws, len);
         components::<F, FMA>(axis_aligned, ws, len, need_sq);
         softmax::<F, FMA>(ws, len);
         write_log_prob(ws, out, start, b);
@@ -317,22 +317,22 @@ fn run<F: Real, const FMA: bool>(
         if need_g {
             score_sum::<F, FMA>(ws, len, need_sq);
         }
-        scatter(ws, out, start, b);
+        scatter::<F, AVX2>(ws, out, start, b);
         start += b;
     }
 }
 
 /// `xt[j][i] = x[i][j]`, rows `b..len` set to zero (finite padding).
 #[inline(always)]
-pub(super) fn gather<F: Real>(xb: ArrayView2<F>, ws: &mut BlockWorkspace<F>, len: usize) {
+pub(super) fn gather<F: Real, const AVX2: bool>(
+    xb: ArrayView2<F>,
+    ws: &mut BlockWorkspace<F>,
+    len: usize,
+) {
     let (b, d, bm) = (xb.nrows(), ws.d, ws.bm);
     let xt = &mut ws.xt;
     if let Some(xs) = xb.as_slice() {
-        for (i, row) in xs.chunks_exact(d).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                xt[j * bm + i] = v;
-            }
-        }
+        transpose::gather::<F, AVX2>(xs, d, b, xt, bm);
     } else {
         for (i, row) in xb.rows().into_iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
@@ -640,7 +640,7 @@ fn score_sum<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize, n
 }
 
 /// Copy the block's score (negated sum), Laplacian and responsibilities to the outputs.
-pub(super) fn scatter<F: Real>(
+pub(super) fn scatter<F: Real, const AVX2: bool>(
     ws: &BlockWorkspace<F>,
     out: &mut Outputs<'_, F>,
     start: usize,
@@ -650,11 +650,7 @@ pub(super) fn scatter<F: Real>(
     if let Some(sc) = out.score.as_mut() {
         let mut sb = sc.slice_mut(s![start..start + b, ..]);
         if let Some(so) = sb.as_slice_mut() {
-            for (i, row) in so.chunks_exact_mut(d).enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = -ws.s[j * bm + i];
-                }
-            }
+            transpose::scatter_neg::<F, AVX2>(&ws.s, bm, d, b, so);
         } else {
             for (i, mut row) in sb.rows_mut().into_iter().enumerate() {
                 for (j, v) in row.iter_mut().enumerate() {

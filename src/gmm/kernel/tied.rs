@@ -32,7 +32,7 @@ use ndarray::{ArrayView2, s};
 
 /// All blocks of `x` on the tied path.
 #[inline(always)]
-pub(super) fn run<F: Real, const FMA: bool>(
+pub(super) fn run<F: Real, const FMA: bool, const AVX2: bool>(
     x: ArrayView2<F>,
     ws: &mut BlockWorkspace<F>,
     out: &mut Outputs<'_, F>,
@@ -46,7 +46,7 @@ pub(super) fn run<F: Real, const FMA: bool>(
     while start < n {
         let b = ws.bm.min(n - start);
         let len = b.div_ceil(CHUNK) * CHUNK;
-        block::gather(x.slice(s![start..start + b, ..]), ws, len);
+        block::gather::<F, AVX2>(x.slice(s![start..start + b, ..]), ws, len);
         centre::<F>(ws, len);
         if need_py {
             precision_product::<F, FMA>(ws, len);
@@ -58,7 +58,7 @@ pub(super) fn run<F: Real, const FMA: bool>(
         if need_hbar {
             score_sum::<F, FMA>(ws, len, out.score.is_some(), out.laplacian.is_some());
         }
-        block::scatter(ws, out, start, b);
+        block::scatter::<F, AVX2>(ws, out, start, b);
         start += b;
     }
 }
