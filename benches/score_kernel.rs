@@ -4,7 +4,11 @@
 //! comparison's sizes — under VP-linear at `t = 0.5`, in f64 and f32. Criterion reports
 //! samples per second (`Throughput::Elements`).
 //!
-//! Run with `cargo bench --bench score_kernel`.
+//! Run with `cargo bench --bench score_kernel` (or filter, e.g. `-- rand16d/f32`).
+//!
+//! ring2d's components share one covariance, so it takes the kernel's tied path (linear
+//! logits, no per-component precision product); rand16d's are all different and take the
+//! general path (one register-tiled `D×D` product per component).
 //!
 //! ## Before/after the blocked SIMD kernel (issue #8)
 //!
@@ -19,6 +23,13 @@
 //! | ring2d (100 000)     | f32   | 3.37e6 → 3.00e7      | 8.9 | 3.18e6 → 2.37e7           | 7.4 |
 //! | rand16d (20 000)     | f64   | 9.36e5 → 3.04e6      | 3.2 | 9.23e5 → 3.30e6           | 3.6 |
 //! | rand16d (20 000)     | f32   | 1.18e6 → 4.58e6      | 3.9 | 1.23e6 → 4.34e6           | 3.5 |
+//!
+//! (These figures predate the tied path and the register-tiled product: see the table
+//! below for those.)
+//!
+//! ## Tied path and register-tiled product (issue #8, second round)
+//!
+//! TIED_TABLE
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};

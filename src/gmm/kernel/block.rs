@@ -607,15 +607,20 @@ pub(super) fn weigh<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: u
 #[inline(always)]
 fn score_sum<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize, need_sq: bool) {
     let (k_n, d, bm) = (ws.k, ws.d, ws.bm);
+    // Per chunk of rows, the sum over components stays in registers: two loads per
+    // multiply-add and one store per chunk, instead of a load and store of `s` per term.
     for j in 0..d {
         let sj = &mut ws.s[j * bm..j * bm + len];
-        sj.fill(F::zero());
-        for k in 0..k_n {
-            let r = &ws.logits[k * bm..k * bm + len];
-            let gj = &ws.g[(k * d + j) * bm..(k * d + j) * bm + len];
-            for i in 0..len {
-                sj[i] = madd::<F, FMA>(r[i], gj[i], sj[i]);
+        for c in (0..len).step_by(CHUNK) {
+            let mut acc = [F::zero(); CHUNK];
+            for k in 0..k_n {
+                let r = &ws.logits[k * bm + c..k * bm + c + CHUNK];
+                let gj = &ws.g[(k * d + j) * bm + c..(k * d + j) * bm + c + CHUNK];
+                for t in 0..CHUNK {
+                    acc[t] = madd::<F, FMA>(r[t], gj[t], acc[t]);
+                }
             }
+            sj[c..c + CHUNK].copy_from_slice(&acc);
         }
     }
     if need_sq {
