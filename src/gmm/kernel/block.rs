@@ -645,6 +645,7 @@ fn score_sum<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize, n
 }
 
 /// Copy the block's score (negated sum), Laplacian and responsibilities to the outputs.
+#[inline(always)]
 pub(super) fn scatter<F: Real, const AVX2: bool>(
     ws: &BlockWorkspace<F>,
     out: &mut Outputs<'_, F>,

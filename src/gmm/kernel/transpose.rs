@@ -39,6 +39,9 @@ pub(super) fn gather<F: Real, const AVX2: bool>(
     dst: &mut [F],
     stride: usize,
 ) {
+    if d <= 2 {
+        return gather_narrow(src, d, b, dst, stride);
+    }
     let (mut b_done, mut d_done) = (0, 0);
     #[cfg(target_arch = "x86_64")]
     if AVX2 {
@@ -69,6 +72,9 @@ pub(super) fn scatter_neg<F: Real, const AVX2: bool>(
     b: usize,
     dst: &mut [F],
 ) {
+    if d <= 2 {
+        return scatter_neg_narrow(src, stride, d, b, dst);
+    }
     let (mut b_done, mut d_done) = (0, 0);
     #[cfg(target_arch = "x86_64")]
     if AVX2 {
@@ -83,6 +89,41 @@ pub(super) fn scatter_neg<F: Real, const AVX2: bool>(
         let j_start = if i < b_done { d_done } else { 0 };
         for j in j_start..d {
             dst[i * d + j] = -src[j * stride + i];
+        }
+    }
+}
+
+/// [`gather`] for `D ≤ 2`, written as zips over whole columns so that the compiler
+/// vectorises the (de)interleaving, with no bounds checks in the loop.
+#[inline(always)]
+fn gather_narrow<F: Real>(src: &[F], d: usize, b: usize, dst: &mut [F], stride: usize) {
+    if d == 1 {
+        dst[..b].copy_from_slice(&src[..b]);
+    } else {
+        let (c0, c1) = dst.split_at_mut(stride);
+        for ((u, v), row) in c0[..b]
+            .iter_mut()
+            .zip(c1[..b].iter_mut())
+            .zip(src.chunks_exact(2))
+        {
+            *u = row[0];
+            *v = row[1];
+        }
+    }
+}
+
+/// [`scatter_neg`] for `D ≤ 2`, as zips (see [`gather_narrow`]).
+#[inline(always)]
+fn scatter_neg_narrow<F: Real>(src: &[F], stride: usize, d: usize, b: usize, dst: &mut [F]) {
+    if d == 1 {
+        for (o, v) in dst[..b].iter_mut().zip(&src[..b]) {
+            *o = -*v;
+        }
+    } else {
+        let (s0, s1) = (&src[..b], &src[stride..stride + b]);
+        for ((row, u), v) in dst.chunks_exact_mut(2).zip(s0).zip(s1) {
+            row[0] = -*u;
+            row[1] = -*v;
         }
     }
 }
