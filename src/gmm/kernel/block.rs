@@ -57,8 +57,6 @@ pub(crate) struct BlockWorkspace<F> {
     pub(super) prec: Vec<F>,
     /// The block transposed, `D×bm`.
     pub(super) xt: Vec<F>,
-    /// `R_k` of the current component, `D×bm`.
-    pub(super) res: Vec<F>,
     /// `G_k` for every component, `K×D×bm`.
     pub(super) g: Vec<F>,
     /// `ℓ_k`, then `exp(ℓ_k − max)`, then `r_k`: `K×bm`.
@@ -108,7 +106,6 @@ impl<F: Real> BlockWorkspace<F> {
             trace_prec: z(k),
             prec: z(k * d * d),
             xt: z(d * bm),
-            res: z(d * bm),
             g: z(k * d * bm),
             logits: z(k * bm),
             sq: z(k * bm),
@@ -381,18 +378,11 @@ fn components<F: Real, const FMA: bool>(
                 }
             }
         } else {
-            for j in 0..d {
-                let m = ws.shift[k * d + j];
-                let xj = &ws.xt[j * bm..j * bm + len];
-                let rj = &mut ws.res[j * bm..j * bm + len];
-                for i in 0..len {
-                    rj[i] = xj[i] - m;
-                }
-            }
             matmul::<F, FMA>(
                 &ws.prec[k * d * d..(k + 1) * d * d],
                 d,
-                &ws.res,
+                &ws.xt,
+                Some(&ws.shift[k * d..(k + 1) * d]),
                 gk,
                 bm,
                 len,
@@ -439,9 +429,14 @@ pub(super) fn pack_precision<F: Copy>(
     }
 }
 
-/// `dst[j] = Σ_l P[j][l] src[l]` for rows of length `len` (stride `bm`): `G = P R`, with
-/// `P` packed by [`pack_precision`]; and, while each tile of `G` is in registers,
-/// `q += Σ_j R_j ⊙ G_j` and (if given) `sq += Σ_j G_j²`.
+/// `dst[j] = Σ_l P[j][l] R[l]` for rows of length `len` (stride `bm`): `G = P R`, with
+/// `P` packed by [`pack_precision`] and `R = src − shift` (`R = src` without a shift);
+/// and, while each tile of `G` is in registers, `q += Σ_j R_j ⊙ G_j` and (if given)
+/// `sq += Σ_j G_j²`.
+///
+/// `R` is formed on the fly from each loaded source chunk (the subtractions run on the
+/// adder pipes beside the multiply-adds) rather than stored by a separate pass: the
+/// same `fl(x − m)` either way, so the result is unchanged.
 ///
 /// A register-tiled micro-kernel: `J` output coordinates × one chunk of [`CHUNK`] rows
 /// are accumulated in registers over the `D` source coordinates, each source chunk
@@ -452,16 +447,18 @@ pub(super) fn matmul<F: Real, const FMA: bool>(
     p: &[F],
     d: usize,
     src: &[F],
+    shift: Option<&[F]>,
     dst: &mut [F],
     bm: usize,
     len: usize,
     q: &mut [F],
     sq: Option<&mut [F]>,
 ) {
-    if tile_width::<F>() == 4 {
-        matmul_tiles::<F, FMA, 4>(p, d, src, dst, bm, len, q, sq)
-    } else {
-        matmul_tiles::<F, FMA, 2>(p, d, src, dst, bm, len, q, sq)
+    match (tile_width::<F>() == 4, shift) {
+        (true, Some(m)) => matmul_tiles::<F, FMA, 4, true>(p, d, src, m, dst, bm, len, q, sq),
+        (true, None) => matmul_tiles::<F, FMA, 4, false>(p, d, src, &[], dst, bm, len, q, sq),
+        (false, Some(m)) => matmul_tiles::<F, FMA, 2, true>(p, d, src, m, dst, bm, len, q, sq),
+        (false, None) => matmul_tiles::<F, FMA, 2, false>(p, d, src, &[], dst, bm, len, q, sq),
     }
 }
 
@@ -469,10 +466,11 @@ pub(super) fn matmul<F: Real, const FMA: bool>(
 /// its own instance, so every tile's loops have constant trip counts).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn matmul_tiles<F: Real, const FMA: bool, const J: usize>(
+fn matmul_tiles<F: Real, const FMA: bool, const J: usize, const SUB: bool>(
     p: &[F],
     d: usize,
     src: &[F],
+    shift: &[F],
     dst: &mut [F],
     bm: usize,
     len: usize,
@@ -485,10 +483,10 @@ fn matmul_tiles<F: Real, const FMA: bool, const J: usize>(
         let pt = &p[j0 * d..(j0 + jw) * d];
         let sq = sq.as_deref_mut();
         match jw {
-            1 => tile::<F, FMA, 1>(pt, d, j0, src, dst, bm, len, q, sq),
-            2 => tile::<F, FMA, 2>(pt, d, j0, src, dst, bm, len, q, sq),
-            3 => tile::<F, FMA, 3>(pt, d, j0, src, dst, bm, len, q, sq),
-            _ => tile::<F, FMA, 4>(pt, d, j0, src, dst, bm, len, q, sq),
+            1 => tile::<F, FMA, 1, SUB>(pt, d, j0, src, shift, dst, bm, len, q, sq),
+            2 => tile::<F, FMA, 2, SUB>(pt, d, j0, src, shift, dst, bm, len, q, sq),
+            3 => tile::<F, FMA, 3, SUB>(pt, d, j0, src, shift, dst, bm, len, q, sq),
+            _ => tile::<F, FMA, 4, SUB>(pt, d, j0, src, shift, dst, bm, len, q, sq),
         }
         j0 += jw;
     }
@@ -497,11 +495,12 @@ fn matmul_tiles<F: Real, const FMA: bool, const J: usize>(
 /// One tile of [`matmul`]: output coordinates `j0..j0 + W` for every chunk of rows.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn tile<F: Real, const FMA: bool, const W: usize>(
+fn tile<F: Real, const FMA: bool, const W: usize, const SUB: bool>(
     pt: &[F],
     d: usize,
     j0: usize,
     src: &[F],
+    shift: &[F],
     dst: &mut [F],
     bm: usize,
     len: usize,
@@ -513,11 +512,15 @@ fn tile<F: Real, const FMA: bool, const W: usize>(
     let mut c = 0;
     while c < len {
         let mut acc = [[F::zero(); CHUNK]; W];
-        for (srow, w) in src.chunks_exact(bm).zip(pt.chunks_exact(W)) {
-            let v: &[F; CHUNK] = match srow[c..c + CHUNK].try_into() {
-                Ok(v) => v,
-                Err(_) => unreachable!(),
-            };
+        for (l, (srow, w)) in src.chunks_exact(bm).zip(pt.chunks_exact(W)).enumerate() {
+            let mut v = [F::zero(); CHUNK];
+            v.copy_from_slice(&srow[c..c + CHUNK]);
+            if SUB {
+                let m = shift[l];
+                for vt in &mut v {
+                    *vt = *vt - m;
+                }
+            }
             for jj in 0..W {
                 let wj = w[jj];
                 for t in 0..CHUNK {
@@ -531,8 +534,10 @@ fn tile<F: Real, const FMA: bool, const W: usize>(
             let j = j0 + jj;
             dst[j * bm + c..j * bm + c + CHUNK].copy_from_slice(&acc[jj]);
             let r = &src[j * bm + c..j * bm + c + CHUNK];
+            let m = if SUB { shift[j] } else { F::zero() };
             for t in 0..CHUNK {
-                qc[t] = madd::<F, FMA>(r[t], acc[jj][t], qc[t]);
+                let rt = if SUB { r[t] - m } else { r[t] };
+                qc[t] = madd::<F, FMA>(rt, acc[jj][t], qc[t]);
             }
         }
         q[c..c + CHUNK].copy_from_slice(&qc);
@@ -607,21 +612,10 @@ pub(super) fn weigh<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: u
 #[inline(always)]
 fn score_sum<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize, need_sq: bool) {
     let (k_n, d, bm) = (ws.k, ws.d, ws.bm);
-    // Per chunk of rows, the sum over components stays in registers: two loads per
-    // multiply-add and one store per chunk, instead of a load and store of `s` per term.
-    for j in 0..d {
-        let sj = &mut ws.s[j * bm..j * bm + len];
-        for c in (0..len).step_by(CHUNK) {
-            let mut acc = [F::zero(); CHUNK];
-            for k in 0..k_n {
-                let r = &ws.logits[k * bm + c..k * bm + c + CHUNK];
-                let gj = &ws.g[(k * d + j) * bm + c..(k * d + j) * bm + c + CHUNK];
-                for t in 0..CHUNK {
-                    acc[t] = madd::<F, FMA>(r[t], gj[t], acc[t]);
-                }
-            }
-            sj[c..c + CHUNK].copy_from_slice(&acc);
-        }
+    if tile_width::<F>() == 4 {
+        mix_scores::<F, FMA, 4>(ws, len);
+    } else {
+        mix_scores::<F, FMA, 2>(ws, len);
     }
     if need_sq {
         // Δ log p = Σ_k r_k (|G_k|² − tr P_k) − |s|².
@@ -640,6 +634,50 @@ fn score_sum<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize, n
             for i in 0..len {
                 lap[i] = madd::<F, FMA>(-sj[i], sj[i], lap[i]);
             }
+        }
+    }
+}
+
+/// `s_j = Σ_k r_k G_kj`, with `J` coordinates × one chunk of rows accumulated in
+/// registers (`2 J` independent chains per chunk, one store each), as in [`matmul`].
+#[inline(always)]
+fn mix_scores<F: Real, const FMA: bool, const J: usize>(ws: &mut BlockWorkspace<F>, len: usize) {
+    let d = ws.d;
+    let mut j0 = 0;
+    while j0 < d {
+        match J.min(d - j0) {
+            1 => mix_tile::<F, FMA, 1>(ws, len, j0),
+            2 => mix_tile::<F, FMA, 2>(ws, len, j0),
+            3 => mix_tile::<F, FMA, 3>(ws, len, j0),
+            _ => mix_tile::<F, FMA, 4>(ws, len, j0),
+        }
+        j0 += J.min(d - j0);
+    }
+}
+
+/// One tile of [`mix_scores`]: coordinates `j0..j0 + W`.
+#[inline(always)]
+fn mix_tile<F: Real, const FMA: bool, const W: usize>(
+    ws: &mut BlockWorkspace<F>,
+    len: usize,
+    j0: usize,
+) {
+    let (k_n, d, bm) = (ws.k, ws.d, ws.bm);
+    for c in (0..len).step_by(CHUNK) {
+        let mut acc = [[F::zero(); CHUNK]; W];
+        for k in 0..k_n {
+            let r = &ws.logits[k * bm + c..k * bm + c + CHUNK];
+            for (jj, a) in acc.iter_mut().enumerate() {
+                let row = (k * d + j0 + jj) * bm + c;
+                let g = &ws.g[row..row + CHUNK];
+                for t in 0..CHUNK {
+                    a[t] = madd::<F, FMA>(r[t], g[t], a[t]);
+                }
+            }
+        }
+        for (jj, a) in acc.iter().enumerate() {
+            let row = (j0 + jj) * bm + c;
+            ws.s[row..row + CHUNK].copy_from_slice(a);
         }
     }
 }

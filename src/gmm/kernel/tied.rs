@@ -92,7 +92,17 @@ fn precision_product<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: 
             }
         }
     } else {
-        matmul::<F, FMA>(&ws.prec[..d * d], d, &ws.xt, &mut ws.s, bm, len, quad, None);
+        matmul::<F, FMA>(
+            &ws.prec[..d * d],
+            d,
+            &ws.xt,
+            None,
+            &mut ws.s,
+            bm,
+            len,
+            quad,
+            None,
+        );
     }
 }
 
