@@ -522,7 +522,7 @@ fn tile<F: Real, const FMA: bool, const W: usize, const SUB: bool>(
             if SUB {
                 let m = shift[l];
                 for vt in &mut v {
-                    *vt = *vt - m;
+                    *vt -= m;
                 }
             }
             for jj in 0..W {
