@@ -398,15 +398,16 @@ fn components<F: Real, const FMA: bool>(
     }
 }
 
-/// Output coordinates per register tile of [`matmul`]. A chunk of [`CHUNK`] rows is 2
-/// AVX registers in f32 and 4 in f64; 6 (f32) or 2 (f64) output coordinates give 12 or
-/// 8 independent accumulators — at least the FMA latency (4 cycles on Zen 3) times its
-/// two pipes — and leave registers for the source chunk and the broadcast weight
-/// (3 coordinates in f64, 12 accumulators + 4 source registers, spills: measured 1.6×
-/// slower; 4 in f32 measured ~10 % slower than 6).
+/// Output coordinates per register tile of [`matmul`]: 6 in f32 (tiles of 16 rows, 2 AVX
+/// registers per coordinate) and 4 in f64 (tiles of 8 rows, also 2 registers), i.e. 12
+/// or 8 independent accumulators — at least the FMA latency (4 cycles on Zen 3) times
+/// its two pipes — with registers left for the source rows and the broadcast weight.
+/// Measured alternatives on rand16d (criterion, same run): f32 4 × 16 rows ~10 % slower;
+/// f64 2 × 16 rows (the previous kernel's shape) ~5–10 % slower, 3 × 16 and 6 × 8 spill
+/// (1.4–1.6× slower).
 #[inline(always)]
 pub(super) fn tile_width<F>() -> usize {
-    if std::mem::size_of::<F>() <= 4 { 6 } else { 2 }
+    if std::mem::size_of::<F>() <= 4 { 6 } else { 4 }
 }
 
 /// `P` packed for [`matmul`]: the output coordinates in tiles of `J` = [`tile_width`]
@@ -440,9 +441,10 @@ pub(super) fn pack_precision<F: Copy>(
 /// adder pipes beside the multiply-adds) rather than stored by a separate pass: the
 /// same `fl(x − m)` either way, so the result is unchanged.
 ///
-/// A register-tiled micro-kernel: `J` output coordinates × one chunk of [`CHUNK`] rows
-/// are accumulated in registers over the `D` source coordinates, each source chunk
-/// loaded once per `J` multiply-adds per lane.
+/// A register-tiled micro-kernel: `J` output coordinates × `ROWS` rows (a divisor of
+/// [`CHUNK`]) are accumulated in registers over the `D` source coordinates, each source
+/// vector loaded once per `J` multiply-adds. Each output element is the same sequence of
+/// multiply-adds whatever the tiling, so the tile shape does not change results.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn matmul<F: Real, const FMA: bool>(
@@ -457,10 +459,10 @@ pub(super) fn matmul<F: Real, const FMA: bool>(
     sq: Option<&mut [F]>,
 ) {
     match (tile_width::<F>() == 6, shift) {
-        (true, Some(m)) => matmul_tiles::<F, FMA, 6, true>(p, d, src, m, dst, bm, len, q, sq),
-        (true, None) => matmul_tiles::<F, FMA, 6, false>(p, d, src, &[], dst, bm, len, q, sq),
-        (false, Some(m)) => matmul_tiles::<F, FMA, 2, true>(p, d, src, m, dst, bm, len, q, sq),
-        (false, None) => matmul_tiles::<F, FMA, 2, false>(p, d, src, &[], dst, bm, len, q, sq),
+        (true, Some(m)) => matmul_tiles::<F, FMA, 6, true, 16>(p, d, src, m, dst, bm, len, q, sq),
+        (true, None) => matmul_tiles::<F, FMA, 6, false, 16>(p, d, src, &[], dst, bm, len, q, sq),
+        (false, Some(m)) => matmul_tiles::<F, FMA, 4, true, 8>(p, d, src, m, dst, bm, len, q, sq),
+        (false, None) => matmul_tiles::<F, FMA, 4, false, 8>(p, d, src, &[], dst, bm, len, q, sq),
     }
 }
 
@@ -468,7 +470,7 @@ pub(super) fn matmul<F: Real, const FMA: bool>(
 /// its own instance, so every tile's loops have constant trip counts).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn matmul_tiles<F: Real, const FMA: bool, const J: usize, const SUB: bool>(
+fn matmul_tiles<F: Real, const FMA: bool, const J: usize, const SUB: bool, const ROWS: usize>(
     p: &[F],
     d: usize,
     src: &[F],
@@ -485,12 +487,12 @@ fn matmul_tiles<F: Real, const FMA: bool, const J: usize, const SUB: bool>(
         let pt = &p[j0 * d..(j0 + jw) * d];
         let sq = sq.as_deref_mut();
         match jw {
-            1 => tile::<F, FMA, 1, SUB>(pt, d, j0, src, shift, dst, bm, len, q, sq),
-            2 => tile::<F, FMA, 2, SUB>(pt, d, j0, src, shift, dst, bm, len, q, sq),
-            3 => tile::<F, FMA, 3, SUB>(pt, d, j0, src, shift, dst, bm, len, q, sq),
-            4 => tile::<F, FMA, 4, SUB>(pt, d, j0, src, shift, dst, bm, len, q, sq),
-            5 => tile::<F, FMA, 5, SUB>(pt, d, j0, src, shift, dst, bm, len, q, sq),
-            _ => tile::<F, FMA, 6, SUB>(pt, d, j0, src, shift, dst, bm, len, q, sq),
+            1 => tile::<F, FMA, 1, SUB, ROWS>(pt, d, j0, src, shift, dst, bm, len, q, sq),
+            2 => tile::<F, FMA, 2, SUB, ROWS>(pt, d, j0, src, shift, dst, bm, len, q, sq),
+            3 => tile::<F, FMA, 3, SUB, ROWS>(pt, d, j0, src, shift, dst, bm, len, q, sq),
+            4 => tile::<F, FMA, 4, SUB, ROWS>(pt, d, j0, src, shift, dst, bm, len, q, sq),
+            5 => tile::<F, FMA, 5, SUB, ROWS>(pt, d, j0, src, shift, dst, bm, len, q, sq),
+            _ => tile::<F, FMA, 6, SUB, ROWS>(pt, d, j0, src, shift, dst, bm, len, q, sq),
         }
         j0 += jw;
     }
@@ -499,7 +501,7 @@ fn matmul_tiles<F: Real, const FMA: bool, const J: usize, const SUB: bool>(
 /// One tile of [`matmul`]: output coordinates `j0..j0 + W` for every chunk of rows.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn tile<F: Real, const FMA: bool, const W: usize, const SUB: bool>(
+fn tile<F: Real, const FMA: bool, const W: usize, const SUB: bool, const ROWS: usize>(
     pt: &[F],
     d: usize,
     j0: usize,
@@ -515,10 +517,10 @@ fn tile<F: Real, const FMA: bool, const W: usize, const SUB: bool>(
     let pt = &pt[..d * W];
     let mut c = 0;
     while c < len {
-        let mut acc = [[F::zero(); CHUNK]; W];
+        let mut acc = [[F::zero(); ROWS]; W];
         for (l, (srow, w)) in src.chunks_exact(bm).zip(pt.chunks_exact(W)).enumerate() {
-            let mut v = [F::zero(); CHUNK];
-            v.copy_from_slice(&srow[c..c + CHUNK]);
+            let mut v = [F::zero(); ROWS];
+            v.copy_from_slice(&srow[c..c + ROWS]);
             if SUB {
                 let m = shift[l];
                 for vt in &mut v {
@@ -527,33 +529,33 @@ fn tile<F: Real, const FMA: bool, const W: usize, const SUB: bool>(
             }
             for jj in 0..W {
                 let wj = w[jj];
-                for t in 0..CHUNK {
+                for t in 0..ROWS {
                     acc[jj][t] = madd::<F, FMA>(wj, v[t], acc[jj][t]);
                 }
             }
         }
-        let mut qc = [F::zero(); CHUNK];
-        qc.copy_from_slice(&q[c..c + CHUNK]);
+        let mut qc = [F::zero(); ROWS];
+        qc.copy_from_slice(&q[c..c + ROWS]);
         for jj in 0..W {
             let j = j0 + jj;
-            dst[j * bm + c..j * bm + c + CHUNK].copy_from_slice(&acc[jj]);
-            let r = &src[j * bm + c..j * bm + c + CHUNK];
+            dst[j * bm + c..j * bm + c + ROWS].copy_from_slice(&acc[jj]);
+            let r = &src[j * bm + c..j * bm + c + ROWS];
             let m = if SUB { shift[j] } else { F::zero() };
-            for t in 0..CHUNK {
+            for t in 0..ROWS {
                 let rt = if SUB { r[t] - m } else { r[t] };
                 qc[t] = madd::<F, FMA>(rt, acc[jj][t], qc[t]);
             }
         }
-        q[c..c + CHUNK].copy_from_slice(&qc);
+        q[c..c + ROWS].copy_from_slice(&qc);
         if let Some(sq) = sq.as_deref_mut() {
-            let sqc = &mut sq[c..c + CHUNK];
+            let sqc = &mut sq[c..c + ROWS];
             for acc_j in &acc {
-                for t in 0..CHUNK {
+                for t in 0..ROWS {
                     sqc[t] = madd::<F, FMA>(acc_j[t], acc_j[t], sqc[t]);
                 }
             }
         }
-        c += CHUNK;
+        c += ROWS;
     }
 }
 
