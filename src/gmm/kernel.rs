@@ -7,7 +7,10 @@
 //! ```
 //!
 //! with `s_k = −P_k (x − α μ_k)` the component scores and `P_k` the component
-//! precisions. [`block`] computes them in structure-of-arrays row blocks with
+//! precisions. When all components share one covariance (detected when the mixture is
+//! built), the quadratic term is common to all of them and cancels in the softmax, and
+//! `tied` evaluates the same quantities from linear logits, for every output alike.
+//! [`block`] computes them in structure-of-arrays row blocks with
 //! vectorised loops (polynomial `exp` included), with a copy of the loops compiled per
 //! instruction set and chosen at run time ([`Isa`]). Every call takes that path, even
 //! for one row, so that a row's result does not depend on the batch it comes in (the

@@ -7,7 +7,7 @@
 //! precision `P_k = (α² S_k + σ² I)⁻¹ = U_k diag(1/c_k) U_kᵀ` formed once per call:
 //!
 //! ```text
-//! R_k = X − α μ_k                      (D×B, elementwise)
+//! R_k = X − α μ_k                      (D×B, elementwise, formed inside the product)
 //! G_k = P_k R_k                        (D×D · D×B; elementwise 1/c_k if S_k is diagonal)
 //! ℓ_k = log w_k − ½ Σ_d R_k ⊙ G_k − ½ log det(2π (α² S_k + σ² I))
 //! r   = softmax_k ℓ_k                  (max-shifted, per row)
@@ -16,7 +16,11 @@
 //! ```
 //!
 //! This needs one `D×D` product per component and row instead of the two of the
-//! eigenbasis form (`y = Uᵀ r`, then `U (y/c)`), because `P_k` is applied directly.
+//! eigenbasis form (`y = Uᵀ r`, then `U (y/c)`), because `P_k` is applied directly; the
+//! product is a register-tiled micro-kernel ([`matmul`]). A mixture whose components
+//! share one covariance takes the tied path instead (`tied`: linear logits, one `P y`
+//! per row), for every output. The transposes in and out of the block go through AVX2
+//! registers where available (`transpose`).
 //! The loops are plain slice loops rather than `Zip`s so that, marked
 //! `#[inline(always)]`, they are compiled inside the per-instruction-set entry points
 //! ([`Isa`]) with that instruction set's vector width.

@@ -8,7 +8,7 @@
 //! ```text
 //! log N(x; α μ_k, Σ) = −½ (y − d_k)ᵀ P (y − d_k) − ½ log det(2π Σ)
 //!                    = −½ yᵀ P y − ½ log det(2π Σ) + ℓ_k
-//! ℓ_k = h_kᵀ y + b_k,       h_k = P d_k,       b_k = log w_k − ½ d_kᵀ P d_k   (+ log w_k)
+//! ℓ_k = h_kᵀ y + b_k,       h_k = P d_k,       b_k = log w_k − ½ d_kᵀ P d_k
 //! log p   = −½ yᵀ P y − ½ log det(2π Σ) + logsumexp_k ℓ_k
 //! ∇ log p = −P y + Σ_k r_k h_k                              (∇ℓ_k = h_k, ∇ lse = Σ r_k ∇ℓ_k)
 //! Δ log p = −tr P + Σ_k r_k |h_k|² − |Σ_k r_k h_k|²         (∇² lse = Cov_r(h): its trace)
