@@ -576,6 +576,15 @@ pub(super) fn softmax<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len:
             mx[i] = mx[i].max(l[i]);
         }
     }
+    exp_sum::<F, FMA>(ws, len);
+}
+
+/// The exponentials `exp(ℓ − max)` in place and their row sums, with the row maxima
+/// already in `mx`.
+#[inline(always)]
+pub(super) fn exp_sum<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize) {
+    let (k_n, bm) = (ws.k, ws.bm);
+    let mx = &ws.mx[..len];
     let sum = &mut ws.sum[..len];
     sum.fill(F::zero());
     for k in 0..k_n {

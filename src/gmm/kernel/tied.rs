@@ -52,7 +52,7 @@ pub(super) fn run<F: Real, const FMA: bool, const AVX2: bool>(
             precision_product::<F, FMA>(ws, len);
         }
         logits::<F, FMA>(ws, len);
-        block::softmax::<F, FMA>(ws, len);
+        block::exp_sum::<F, FMA>(ws, len);
         write_log_prob(ws, out, start, b);
         block::weigh::<F, FMA>(ws, len);
         if need_hbar {
@@ -106,20 +106,30 @@ fn precision_product<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: 
     }
 }
 
-/// `ℓ_k = b_k + h_kᵀ y` for every component.
+/// `ℓ_k = b_k + h_kᵀ y` for every component, and their row maxima into `mx`: one chunk
+/// of rows at a time, each logit accumulated in registers and stored once (the same
+/// multiply-adds in the same order as a pass per coordinate, so the same values).
 #[inline(always)]
 fn logits<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize) {
     let (k_n, d, bm) = (ws.k, ws.d, ws.bm);
-    for k in 0..k_n {
-        let l = &mut ws.logits[k * bm..k * bm + len];
-        l.fill(ws.b[k]);
-        for j in 0..d {
-            let h = ws.h[k * d + j];
-            let yj = &ws.xt[j * bm..j * bm + len];
-            for i in 0..len {
-                l[i] = madd::<F, FMA>(h, yj[i], l[i]);
+    for c in (0..len).step_by(CHUNK) {
+        let mut mx = [F::neg_infinity(); CHUNK];
+        for k in 0..k_n {
+            let mut acc = [ws.b[k]; CHUNK];
+            for j in 0..d {
+                let h = ws.h[k * d + j];
+                let yj = &ws.xt[j * bm + c..j * bm + c + CHUNK];
+                for t in 0..CHUNK {
+                    acc[t] = madd::<F, FMA>(h, yj[t], acc[t]);
+                }
             }
+            for t in 0..CHUNK {
+                // `max` rather than a select (see `block::softmax`).
+                mx[t] = mx[t].max(acc[t]);
+            }
+            ws.logits[k * bm + c..k * bm + c + CHUNK].copy_from_slice(&acc);
         }
+        ws.mx[c..c + CHUNK].copy_from_slice(&mx);
     }
 }
 
