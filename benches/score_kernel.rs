@@ -34,15 +34,15 @@
 //! 4 × 8 in f64) with `X − α μ_k` formed on the fly, AVX2 register transposes in and
 //! out of the block, and the per-call constants computed once per `(α, σ)`. Both
 //! binaries built from this file, run alternately twice (`--warm-up-time 1
-//! --measurement-time 2`) on the shared 2-core machine (another build running, so the
-//! two rounds differ by up to ±10 %). Median samples/s, round 1 / round 2:
+//! --measurement-time 2`) on the shared 2-core machine (load average ~2.5 from the other
+//! sessions, so the two rounds differ by up to ±10 %). Median samples/s, round 1 / round 2:
 //!
-//! | problem (batch)  | dtype | score before → after          | ×           | divergence before → after     | ×           |
-//! |------------------|-------|-------------------------------|-------------|-------------------------------|-------------|
-//! | ring2d (100 000) | f64   | 2.96e7 / 2.98e7 → 4.05e7 / 3.86e7 | 1.37 / 1.29 | 2.65e7 / 2.78e7 → 3.95e7 / 3.57e7 | 1.49 / 1.28 |
-//! | ring2d (100 000) | f32   | 7.22e7 / 6.45e7 → 8.22e7 / 7.01e7 | 1.14 / 1.09 | 6.43e7 / 5.64e7 → 7.26e7 / 7.62e7 | 1.13 / 1.35 |
-//! | rand16d (20 000) | f64   | 6.60e6 / 6.45e6 → 8.13e6 / 6.83e6 | 1.23 / 1.06 | 6.55e6 / 6.49e6 → 8.03e6 / 7.56e6 | 1.23 / 1.16 |
-//! | rand16d (20 000) | f32   | 1.06e7 / 8.89e6 → 1.52e7 / 1.48e7 | 1.43 / 1.67 | 1.07e7 / 9.82e6 → 1.36e7 / 1.57e7 | 1.27 / 1.60 |
+//! | problem (batch)  | dtype | score before → after              | ×           | divergence before → after         | ×           |
+//! |------------------|-------|-----------------------------------|-------------|-----------------------------------|-------------|
+//! | ring2d (100 000) | f64   | 3.16e7 / 3.31e7 → 4.44e7 / 4.52e7 | 1.41 / 1.36 | 2.71e7 / 2.83e7 → 4.02e7 / 4.19e7 | 1.49 / 1.48 |
+//! | ring2d (100 000) | f32   | 6.38e7 / 7.31e7 → 8.32e7 / 8.59e7 | 1.30 / 1.18 | 5.81e7 / 6.56e7 → 7.14e7 / 7.58e7 | 1.23 / 1.16 |
+//! | rand16d (20 000) | f64   | 6.48e6 / 6.97e6 → 8.12e6 / 8.31e6 | 1.25 / 1.19 | 6.03e6 / 6.65e6 → 8.39e6 / 8.18e6 | 1.39 / 1.23 |
+//! | rand16d (20 000) | f32   | 1.01e7 / 1.09e7 → 1.59e7 / 1.68e7 | 1.58 / 1.54 | 1.02e7 / 1.11e7 → 1.60e7 / 1.62e7 | 1.56 / 1.45 |
 //!
 //! ring2d in f32 is now dominated by the 8 polynomial exponentials per row of the
 //! softmax, which the tied path does not remove.
