@@ -7,7 +7,10 @@
 //! ```
 //!
 //! with `s_k = −P_k (x − α μ_k)` the component scores and `P_k` the component
-//! precisions. [`block`] computes them in structure-of-arrays row blocks with
+//! precisions. When all components share one covariance (detected when the mixture is
+//! built), the quadratic term is common to all of them and cancels in the softmax, and
+//! `tied` evaluates the same quantities from linear logits, for every output alike.
+//! [`block`] computes them in structure-of-arrays row blocks with
 //! vectorised loops (polynomial `exp` included), with a copy of the loops compiled per
 //! instruction set and chosen at run time ([`Isa`]). Every call takes that path, even
 //! for one row, so that a row's result does not depend on the batch it comes in (the
@@ -20,6 +23,8 @@
 mod block;
 #[cfg(test)]
 mod rowwise;
+mod tied;
+mod transpose;
 
 use super::simd::Isa;
 use crate::float::Real;
@@ -32,6 +37,8 @@ pub(crate) struct Parts<'a, F> {
     pub eigvals: &'a Array2<F>,
     pub eigvecs: &'a Array3<F>,
     pub axis_aligned: &'a [bool],
+    /// All components share one covariance: take the tied path (`tied`).
+    pub tied: bool,
 }
 
 /// Reusable buffers for one evaluation.

@@ -66,6 +66,9 @@ pub struct GaussianMixture<F> {
     eigvals: Array2<F>,
     eigvecs: Array3<F>,
     axis_aligned: Vec<bool>,
+    /// Every component has the same covariance (bit for bit), so the kernel takes the
+    /// tied path (see `kernel/tied.rs`).
+    tied: bool,
 }
 
 impl<F: Real> GaussianMixture<F> {
@@ -157,6 +160,10 @@ impl<F: Real> GaussianMixture<F> {
             eigvecs.index_axis_mut(Axis(0), c).assign(&u.mapv(F::lit));
             covs_sym.index_axis_mut(Axis(0), c).assign(&s.mapv(F::lit));
         }
+        // Detected once, from the (symmetrised) covariances themselves: equal matrices
+        // give equal eigendecompositions, and the kernel then uses component 0's.
+        let first = covs_sym.index_axis(Axis(0), 0);
+        let tied = covs_sym.outer_iter().all(|c| c == first);
         Ok(Self {
             weights,
             log_weights,
@@ -165,6 +172,7 @@ impl<F: Real> GaussianMixture<F> {
             eigvals,
             eigvecs,
             axis_aligned,
+            tied,
         })
     }
 
@@ -230,6 +238,7 @@ impl<F: Real> GaussianMixture<F> {
             eigvals: &self.eigvals,
             eigvecs: &self.eigvecs,
             axis_aligned: &self.axis_aligned,
+            tied: self.tied,
         }
     }
 
@@ -400,6 +409,8 @@ impl<F: Real> GaussianMixture<F> {
             eigvals,
             eigvecs: self.eigvecs.clone(),
             axis_aligned: self.axis_aligned.clone(),
+            // `α² S + σ² I` of equal `S` are equal: the same operations on the same values.
+            tied: self.tied,
         })
     }
 

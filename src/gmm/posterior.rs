@@ -172,6 +172,8 @@ impl<F: Real> GaussianMixture<F> {
             eigvals: self.eigvals.slice(ndarray::s![r.clone(), ..]).to_owned(),
             eigvecs: self.eigvecs.slice(ndarray::s![r, .., ..]).to_owned(),
             axis_aligned: vec![self.axis_aligned[k]],
+            // One component: trivially tied, as `new` finds.
+            tied: true,
         })
     }
 }

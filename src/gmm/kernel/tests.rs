@@ -461,3 +461,196 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------------------------ tied covariances
+
+/// The kinds of covariance structure the kernel distinguishes.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Every component `s I` with the same `s` (tied path, diagonal `P`).
+    TiedIsotropic,
+    /// Every component the same full `S` (tied path, one `D×D` product per row).
+    TiedFull,
+    /// Independent full covariances (general path).
+    Untied,
+}
+
+/// `K` components in `D` dimensions of the given kind, means in `[−3, 3]`.
+fn kind_mixture<F: Real>(kind: Kind, seed: u64, d: usize, k: usize) -> GaussianMixture<F> {
+    let gm = random_mixture(seed, d, k, false);
+    let mut covs = gm.covs().to_owned();
+    for c in 0..k {
+        let s = match kind {
+            Kind::TiedIsotropic => Array2::eye(d) * 0.3,
+            Kind::TiedFull => gm.covs().index_axis(Axis(0), 0).to_owned(),
+            Kind::Untied => continue,
+        };
+        covs.index_axis_mut(Axis(0), c).assign(&s);
+    }
+    GaussianMixture::new(
+        gm.weights().mapv(F::lit),
+        gm.means().mapv(F::lit),
+        covs.mapv(F::lit),
+    )
+    .expect("valid mixture")
+}
+
+fn check_kind<F: Real>(kind: Kind, d: usize, seed: u64) {
+    let k = 5;
+    let gm = kind_mixture::<F>(kind, seed, d, k);
+    assert_eq!(
+        gm.parts().tied,
+        !matches!(kind, Kind::Untied),
+        "{kind:?}: tied detection"
+    );
+    for (ti, &(a, sg)) in TIMES.iter().enumerate() {
+        // Ragged sizes: one row, less than a chunk, and more than one block.
+        let bm = BlockWorkspace::<F>::new(k, d).bm;
+        for n in [1, 37, bm + 21] {
+            let x = rows(
+                &gm,
+                F::lit(a),
+                F::lit(sg),
+                n,
+                0,
+                seed ^ (ti as u64) ^ n as u64,
+            );
+            let oracle = Oracle::new(&gm, a, sg);
+            for isa in Isa::available() {
+                let ev = run_block(isa, &gm, F::lit(a), F::lit(sg), x.view());
+                let what = format!(
+                    "{kind:?} D = {d} n = {n} {} {isa:?} (α, σ) = ({a}, {sg})",
+                    std::any::type_name::<F>()
+                );
+                check_against_oracle(&what, &oracle, x.view(), &ev)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn tied_and_untied_mixtures_match_oracle() {
+    // The oracle's tolerance (module docs) covers the tied path too: its logits cancel
+    // at the scale α² |μ_k − c|²_P of the spread of the means, which for rows near the
+    // data is at most the largest Mahalanobis² `q` of the row already in the bound.
+    for d in [1, 2, 3, 5, 16, 17] {
+        for kind in [Kind::TiedIsotropic, Kind::TiedFull, Kind::Untied] {
+            check_kind::<f64>(kind, d, 11 + d as u64);
+            check_kind::<f32>(kind, d, 11 + d as u64);
+        }
+    }
+}
+
+#[test]
+fn tied_single_gaussian_closed_form() {
+    // One component N(μ, s I) at (α, σ): c = α² s + σ², score −(x − α μ)/c,
+    // Laplacian −D/c, log p = −|x − α μ|²/(2c) − (D/2) log(2π c). All are a few
+    // roundings from exact: 16 ε relative to each output's scale.
+    let (d, s_var, a, sg) = (3, 0.5_f64, 0.8_f64, 0.6_f64);
+    let mu = Array1::from_vec(vec![1.0, -2.0, 0.5]);
+    let gm = GaussianMixture::gaussian(mu.clone(), Array2::eye(d) * s_var).expect("valid");
+    assert!(gm.parts().tied);
+    let c = a * a * s_var + sg * sg;
+    let x = Array2::from_shape_vec((2, d), vec![0.3, 0.1, -0.7, 4.0, -1.0, 2.0]).expect("shape");
+    for isa in Isa::available() {
+        let ev = run_block(isa, &gm, a, sg, x.view());
+        for i in 0..2 {
+            let r = &x.row(i) - &(&mu * a);
+            let q = r.dot(&r) / c;
+            let lp = -0.5 * q - 0.5 * d as f64 * (2.0 * std::f64::consts::PI * c).ln();
+            let tol = 16.0 * f64::EPSILON;
+            assert!((ev.log_prob[i] - lp).abs() <= tol * (1.0 + lp.abs() + q));
+            assert!((ev.laplacian[i] + d as f64 / c).abs() <= tol * d as f64 / c);
+            assert!((ev.resp[[i, 0]] - 1.0).abs() <= tol);
+            for j in 0..d {
+                let want = -r[j] / c;
+                assert!(
+                    (ev.score[[i, j]] - want).abs() <= tol * (1.0 + r.dot(&r).sqrt() / c),
+                    "{isa:?}: score {} vs {want}",
+                    ev.score[[i, j]]
+                );
+            }
+        }
+    }
+}
+
+/// One output alone, evaluated with a fresh workspace.
+fn run_one<F: Real>(
+    isa: Isa,
+    gm: &GaussianMixture<F>,
+    a: F,
+    sg: F,
+    x: ArrayView2<F>,
+    which: usize,
+) -> Eval<F> {
+    let (k, d) = (gm.n_components(), gm.dim());
+    let mut ev = Eval::zeros(x.nrows(), d, k);
+    let mut ws = BlockWorkspace::new(k, d);
+    let out = match which {
+        0 => Outputs {
+            log_prob: Some(ev.log_prob.view_mut()),
+            ..Outputs::none()
+        },
+        1 => Outputs {
+            score: Some(ev.score.view_mut()),
+            ..Outputs::none()
+        },
+        2 => Outputs {
+            laplacian: Some(ev.laplacian.view_mut()),
+            ..Outputs::none()
+        },
+        _ => Outputs {
+            responsibilities: Some(ev.resp.view_mut()),
+            ..Outputs::none()
+        },
+    };
+    block::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, out);
+    ev
+}
+
+#[test]
+fn outputs_do_not_depend_on_which_are_asked_for() {
+    // Bit for bit, on the tied (isotropic and full) and general paths, f32 and f64.
+    fn check<F: Real>(kind: Kind) {
+        let gm = kind_mixture::<F>(kind, 3, 4, 3);
+        let (a, sg) = (F::lit(0.7), F::lit(0.7));
+        let x = rows(&gm, a, sg, 70, 0, 1);
+        for isa in Isa::available() {
+            let all = run_block(isa, &gm, a, sg, x.view());
+            assert_eq!(run_one(isa, &gm, a, sg, x.view(), 0).log_prob, all.log_prob);
+            assert_eq!(run_one(isa, &gm, a, sg, x.view(), 1).score, all.score);
+            assert_eq!(
+                run_one(isa, &gm, a, sg, x.view(), 2).laplacian,
+                all.laplacian
+            );
+            assert_eq!(run_one(isa, &gm, a, sg, x.view(), 3).resp, all.resp);
+        }
+    }
+    for kind in [Kind::TiedIsotropic, Kind::TiedFull, Kind::Untied] {
+        check::<f64>(kind);
+        check::<f32>(kind);
+    }
+}
+
+#[test]
+fn a_tied_row_does_not_depend_on_its_batch() {
+    // As `a_row_does_not_depend_on_its_batch`, on the tied path (ring2d, and a tied
+    // full covariance), bit for bit, in f32 (where a changed order of operations would
+    // show most).
+    let full = kind_mixture::<f32>(Kind::TiedFull, 5, 3, 4);
+    for gm in [problems::ring2d::<f32>(), full] {
+        assert!(gm.parts().tied);
+        let x = rows(&gm, 0.7, 0.7, 1500, 0, 5);
+        for isa in Isa::available() {
+            let all = run_block(isa, &gm, 0.7, 0.7, x.view());
+            for i in [0, 17, 1499] {
+                let one = run_block(isa, &gm, 0.7, 0.7, x.slice(s![i..i + 1, ..]));
+                assert_eq!(one.score.row(0), all.score.row(i));
+                assert_eq!(one.laplacian[0], all.laplacian[i]);
+                assert_eq!(one.log_prob[0], all.log_prob[i]);
+                assert_eq!(one.resp.row(0), all.resp.row(i));
+            }
+        }
+    }
+}
