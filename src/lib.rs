@@ -114,6 +114,7 @@ pub mod sample;
 pub mod schedule;
 pub mod score;
 pub mod sde;
+mod simd;
 pub mod train;
 pub mod tweedie;
 

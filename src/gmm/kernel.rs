@@ -26,8 +26,8 @@ mod rowwise;
 mod tied;
 mod transpose;
 
-use super::simd::Isa;
 use crate::float::Real;
+use crate::simd::Isa;
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 /// The parts of a mixture the kernel reads.

@@ -17,7 +17,6 @@ mod analytic;
 pub(crate) mod exp;
 pub(crate) mod kernel;
 mod posterior;
-mod simd;
 mod spec;
 
 pub use analytic::AnalyticScore;

@@ -48,53 +48,11 @@
 //! in the last bits (a few ulps; tested); each copy on its own is deterministic.
 
 use crate::gmm::exp::madd;
+pub(crate) use crate::simd::{Isa, PORTABLE_FMA};
 
 /// Rows per chunk: a multiple of every SIMD width (8 `u32`/`f32` or 4 `f64` per AVX2
 /// register), two registers per state word so that two independent chains are in flight.
 pub(crate) const LANES: usize = 16;
-
-/// An instruction-set level the normal generator has a compiled copy for.
-///
-/// The same run-time choice as the mixture kernel's (`crate::gmm::simd`, private to that
-/// module): the AVX2 + FMA copy when the CPU has both, else the portable one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Isa {
-    /// The target's baseline (SSE2 on x86-64, NEON on aarch64, ...).
-    Portable,
-    /// x86-64 with AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-}
-
-impl Isa {
-    /// The best level this CPU supports (`std` caches the CPUID query).
-    #[inline]
-    pub(crate) fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2Fma;
-            }
-        }
-        Isa::Portable
-    }
-
-    /// Every level this CPU can run, the portable one first (for tests).
-    #[cfg(test)]
-    pub(crate) fn available() -> Vec<Self> {
-        let mut v = vec![Isa::Portable];
-        if Self::detect() != Isa::Portable {
-            v.push(Self::detect());
-        }
-        v
-    }
-}
-
-/// Whether the portable copy may use fused multiply-adds: only when the compile-time
-/// target has them in hardware (otherwise `mul_add` is a slow software routine).
-pub(crate) const PORTABLE_FMA: bool = cfg!(any(target_arch = "aarch64", target_feature = "fma"));
 
 /// SplitMix64 finaliser (Steele, Lea & Flood 2014): a bijective mixer of 64-bit words
 /// (one output of a SplitMix64 generator whose state was `z`).

@@ -28,7 +28,7 @@
 use super::{Outputs, Parts, transpose};
 use crate::float::Real;
 use crate::gmm::exp::madd;
-use crate::gmm::simd::{Isa, PORTABLE_FMA};
+use crate::simd::{Isa, PORTABLE_FMA};
 use ndarray::{ArrayView2, s};
 
 /// Rows are processed in chunks of this many: a multiple of every SIMD width, so the

@@ -311,7 +311,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gmm::simd::Isa;
+    use crate::simd::Isa;
 
     /// Both transposes, every shape up to 17×19 (full tiles, ragged edges, none), against
     /// the definition, bit for bit (they only copy and negate).

@@ -1,12 +1,14 @@
-//! Run-time choice of the instruction set for the mixture kernel.
+//! Run-time choice of the instruction set for the vectorised loops (the mixture kernel and
+//! the row-noise generator).
 //!
 //! A crate built for the default `x86-64` target may use only SSE2, which holds two f64
 //! per register and has no fused multiply-add. The kernel's loops are written once,
 //! generically, as `#[inline(always)]` functions over slices; [`Isa::detect`] picks at
 //! run time between a copy of them compiled with AVX2 + FMA enabled (four f64 / eight
 //! f32 per register) and the portable copy, so users get the wide path without
-//! `RUSTFLAGS` or `-C target-cpu`. AVX-512 is not targeted: enabling it with
-//! `#[target_feature]` needs a newer compiler than the crate's minimum Rust version.
+//! `RUSTFLAGS` or `-C target-cpu`. The row-noise generator (`sample::normal`) uses the
+//! same choice. AVX-512 is not targeted yet: the machines the crate is measured on have
+//! none, so a copy for it could not be tested.
 
 /// An instruction-set level the kernel has a compiled copy for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
