@@ -198,7 +198,7 @@ def jobs(pdir, py, bins):
         for algo in ("em", "pc-rd-langevin", "dpmsolver++2m/quadratic"):
             out.append(("memory", [ours, "--problem", prob("ring2d"), "--n", str(N_MEM), "--steps", "10",
                                    "--algo", algo, "--dtype", "float64", "--warmup-steps", "0",
-                                   "--metrics", "0"], REPO))
+                                   "--repeats", "1", "--metrics", "0"], REPO))
     return out
 
 
