@@ -17,7 +17,7 @@ use crate::float::Real;
 use crate::grid::TimeGrid;
 use crate::observe::Observer;
 use crate::sample::ode::check_grid_range;
-use crate::sample::{Run, Sampler, check_initial};
+use crate::sample::{RowNoise, Run, Sampler, check_initial};
 use crate::schedule::Schedule;
 use crate::score::{Parameterization, ScoreModel, from_score_inplace};
 use crate::sde::MarginalSde;
@@ -44,11 +44,18 @@ pub(crate) fn data_prediction<F: Real>(
     Ok(())
 }
 
-/// Fill a standard-layout buffer with N(0, 1) draws.
-pub(crate) fn fill_noise<F: Real>(z: &mut Array2<F>, rng: &mut dyn RngCore) {
-    match z.as_slice_mut() {
-        Some(s) => F::fill_standard_normal(rng, s),
-        None => z.iter_mut().for_each(|v| *v = F::standard_normal(rng)),
+/// A sampler run's noise: a buffer of the state's shape and per-row streams seeded from
+/// one `u64` of `rng` (so row `r`'s noise does not depend on the batch), or empty ones
+/// (and nothing drawn from `rng`) when the run adds no noise.
+pub(crate) fn step_noise<F: Real>(
+    on: bool,
+    shape: (usize, usize),
+    rng: &mut dyn RngCore,
+) -> (Array2<F>, RowNoise) {
+    if on {
+        (Array2::zeros(shape), RowNoise::from_rng(rng, shape.0))
+    } else {
+        (Array2::zeros((0, 0)), RowNoise::new(0, 0))
     }
 }
 
@@ -130,11 +137,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for Ddim<F, S> {
         let mut x = super::standard_layout(x);
         let mut x0 = Array2::<F>::zeros(x.raw_dim());
         let stochastic = self.eta > F::zero();
-        let mut z = if stochastic {
-            Array2::<F>::zeros(x.raw_dim())
-        } else {
-            Array2::<F>::zeros((0, 0))
-        };
+        let (mut z, mut noise) = step_noise(stochastic, x.dim(), rng);
         let mut nfe = 0;
         for (i, (t, s)) in self.grid.pairs().enumerate() {
             data_prediction(model, sched, x.view(), t, x0.view_mut())?;
@@ -145,7 +148,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for Ddim<F, S> {
             if stochastic {
                 let c = self.eta * s_s * (-(-F::lit(2.0) * h).exp_m1()).max(F::zero()).sqrt();
                 let k = (s_s * s_s - c * c).max(F::zero()).sqrt() / s_t;
-                fill_noise(&mut z, rng);
+                noise.fill(z.view_mut());
                 Zip::from(&mut x)
                     .and(&x0)
                     .and(&z)

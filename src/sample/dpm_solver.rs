@@ -31,7 +31,7 @@ use crate::float::Real;
 use crate::grid::TimeGrid;
 use crate::observe::Observer;
 use crate::par::zip_update;
-use crate::sample::ddim::{data_prediction, fill_noise};
+use crate::sample::ddim::{data_prediction, step_noise};
 use crate::sample::ode::check_grid_range;
 use crate::sample::{Run, Sampler, check_initial};
 use crate::score::ScoreModel;
@@ -187,11 +187,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for DpmSolverPp<F, S> {
             Array2::zeros((0, 0))
         };
         let sde = self.variant == DpmVariant::Sde;
-        let mut z = if sde {
-            Array2::<F>::zeros(shape)
-        } else {
-            Array2::zeros((0, 0))
-        };
+        let (mut z, mut noise) = step_noise(sde, (shape[0], shape[1]), rng);
         let n = self.grid.steps();
         let (mut h0, mut h1) = (F::zero(), F::zero());
         let half = F::lit(0.5);
@@ -217,7 +213,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for DpmSolverPp<F, S> {
                 let r = s_s / s_t * (-h).exp();
                 let c0 = a_s * em;
                 let cz = s_s * em.max(F::zero()).sqrt();
-                fill_noise(&mut z, rng);
+                noise.fill(z.view_mut());
                 if k == 1 {
                     Zip::from(&mut x)
                         .and(&m0)

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::float::Real;
 use crate::grid::TimeGrid;
 use crate::observe::Observer;
-use crate::sample::ddim::{data_prediction, fill_noise, non_negative};
+use crate::sample::ddim::{data_prediction, non_negative, step_noise};
 use crate::sample::ode::check_grid_range;
 use crate::sample::{Run, Sampler, check_initial};
 use crate::schedule::Schedule;
@@ -160,11 +160,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for EdmHeun<F, S> {
         let mut d = Array2::<F>::zeros(shape);
         let mut xn = Array2::<F>::zeros(shape);
         let churn = self.s_churn > F::zero();
-        let mut z = if churn {
-            Array2::<F>::zeros(shape)
-        } else {
-            Array2::zeros((0, 0))
-        };
+        let (mut z, mut noise) = step_noise(churn, (shape[0], shape[1]), rng);
         let gamma_max = F::lit(std::f64::consts::SQRT_2 - 1.0);
         let mut nfe = 0;
         for i in 0..n {
@@ -184,7 +180,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for EdmHeun<F, S> {
             };
             if sig_hat > sig_i {
                 let c = (sig_hat * sig_hat - sig_i * sig_i).sqrt() * self.s_noise;
-                fill_noise(&mut z, rng);
+                noise.fill(z.view_mut());
                 Zip::from(&mut xt).and(&z).for_each(|x, &z| *x += c * z);
             }
             denoise_tilde(model, sched, &xt, t_hat, &mut xs, &mut den)?;
@@ -306,11 +302,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for EulerAncestral<F, S> {
         let mut xs = Array2::<F>::zeros(shape);
         let mut den = Array2::<F>::zeros(shape);
         let noisy = self.eta > F::zero();
-        let mut z = if noisy {
-            Array2::<F>::zeros(shape)
-        } else {
-            Array2::zeros((0, 0))
-        };
+        let (mut z, mut noise) = step_noise(noisy, (shape[0], shape[1]), rng);
         let mut nfe = 0;
         for i in 0..n {
             let (t_i, t_n) = (times[i], times[i + 1]);
@@ -326,7 +318,7 @@ impl<F: Real, S: MarginalSde<F>> Sampler<F> for EulerAncestral<F, S> {
             // x̃ + (σ_down − σ_i)(x̃ − D)/σ_i = D + (σ_down/σ_i)(x̃ − D).
             let ratio = down / sig_i;
             if noisy {
-                fill_noise(&mut z, rng);
+                noise.fill(z.view_mut());
                 let c = up * self.s_noise;
                 Zip::from(&mut xt)
                     .and(&den)

@@ -393,28 +393,24 @@ impl std::fmt::Debug for RowNoise {
 impl RowNoise {
     /// `rows` streams derived from `seed`.
     pub fn new(seed: u64, rows: usize) -> Self {
-        let base = splitmix64(seed);
-        let mut gens = vec![Lanes::zeroed(); rows.div_ceil(LANES)];
-        for (c, g) in gens.iter_mut().enumerate() {
-            for i in 0..LANES {
-                g.seed_lane(i, row_seed(base, c * LANES + i));
-            }
-        }
-        Self { rows, gens }
+        Self::from_row(seed, 0, rows)
     }
     /// Row `row`'s stream of the batch seeded with `seed`, alone (as row 0 of a one-row
     /// `RowNoise`; the other lanes of its chunk are seeded as its successors).
     #[cfg(test)]
     pub(crate) fn single(seed: u64, row: usize) -> Self {
+        Self::from_row(seed, row, 1)
+    }
+    /// The streams of rows `first..first + rows` of the batch seeded with `seed`.
+    fn from_row(seed: u64, first: usize, rows: usize) -> Self {
         let base = splitmix64(seed);
-        let mut g = Lanes::zeroed();
-        for i in 0..LANES {
-            g.seed_lane(i, row_seed(base, row + i));
+        let mut gens = vec![Lanes::zeroed(); rows.div_ceil(LANES)];
+        for (c, g) in gens.iter_mut().enumerate() {
+            for i in 0..LANES {
+                g.seed_lane(i, row_seed(base, first + c * LANES + i));
+            }
         }
-        Self {
-            rows: 1,
-            gens: vec![g],
-        }
+        Self { rows, gens }
     }
     /// `rows` streams from one `u64` drawn from `rng` (what every sampler run does).
     pub fn from_rng(rng: &mut dyn RngCore, rows: usize) -> Self {
