@@ -1,7 +1,7 @@
 //! Input validation shared by every module (crate-private).
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::{ArrayBase, ArrayView2, Data, Dimension};
 
 /// `true` if every entry is finite, in one pass that vectorises on contiguous arrays:

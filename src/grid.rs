@@ -24,7 +24,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::schedule::Schedule;
 
 /// How to space a grid's times.

@@ -100,26 +100,24 @@ pub mod backend;
 mod check;
 pub mod condition;
 pub mod error;
-pub mod float;
 pub mod gmm;
 pub mod grid;
 pub mod likelihood;
 mod linalg;
 pub mod metrics;
+pub mod num;
 pub mod observe;
-mod par;
 #[cfg(feature = "progress")]
 pub mod progress;
 pub mod sample;
 pub mod schedule;
 pub mod score;
 pub mod sde;
-mod simd;
 pub mod train;
 pub mod tweedie;
 
 pub use error::{Error, Result};
-pub use float::Real;
+pub use num::Real;
 pub use sample::{Run, Sampler};
 pub use schedule::Schedule;
 pub use score::{ScoreFn, ScoreModel};
@@ -132,7 +130,7 @@ pub mod prelude {
         MixtureClassifier,
     };
     pub use crate::error::{Error, Result};
-    pub use crate::float::Real;
+    pub use crate::num::Real;
     pub use crate::gmm::{AnalyticScore, GaussianMixture, MixtureSpec, problems};
     pub use crate::grid::{GridKind, TimeGrid};
     pub use crate::observe::{FiniteCheck, Observer, Trajectory};

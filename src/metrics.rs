@@ -37,7 +37,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::gmm::GaussianMixture;
 use crate::schedule::Schedule;
 use ndarray::{Array1, Array2, ArrayView2, Axis};

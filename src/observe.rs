@@ -24,7 +24,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
 /// A hook called after every sampler step.

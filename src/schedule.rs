@@ -22,7 +22,7 @@
 //! exist and [`invert_decreasing`], a bracketing bisection, otherwise.
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use std::fmt::Debug;
 
 /// The noise path of a linear forward SDE: `x_t = α(t) x_0 + σ(t) z`.

@@ -12,7 +12,7 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::schedule::Schedule;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip, s};
 use std::fmt;

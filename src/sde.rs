@@ -18,8 +18,8 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
-use crate::par::zip_update;
+use crate::num::Real;
+use crate::num::par::zip_update;
 use crate::schedule::{Edm, Schedule, SubVp, Ve, VpLinear};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 use rand::RngCore;
@@ -290,11 +290,11 @@ impl<F: Real> EdmSde<F> {
 }
 
 /// Fill a view with N(0, 1) draws: one `u64` from `rng` seeds per-row streams
-/// ([`RowNoise`](crate::sample::RowNoise)), so row `r` of a prior sample or of a
+/// ([`RowNoise`](crate::num::RowNoise)), so row `r` of a prior sample or of a
 /// perturbation depends only on that draw and on `r` — not on the batch size — and the
 /// draws take the vectorised row-stream path rather than one virtual call per number.
 pub(crate) fn fill_normal<F: Real>(z: ArrayViewMut2<F>, rng: &mut dyn RngCore) {
-    crate::sample::RowNoise::from_rng(rng, z.nrows()).fill(z);
+    crate::num::RowNoise::from_rng(rng, z.nrows()).fill(z);
 }
 
 impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {

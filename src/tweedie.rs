@@ -17,7 +17,7 @@
 //! ```
 
 use crate::error::Result;
-use crate::float::Real;
+use crate::num::Real;
 use crate::schedule::Schedule;
 use crate::score::ScoreModel;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};

@@ -20,7 +20,7 @@
 //! In Python: `np.save("data.npy", x)` and `np.load("samples.npy")`.
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::{Array1, Array2, ArrayView2};
 use ndarray_npy::{ReadNpyError, WritableElement, read_npy, write_npy};
 use std::path::Path;

@@ -3,7 +3,7 @@
 use super::Scratch;
 use super::guidance::{ClassifierGradient, ConditionalScore};
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::gmm::{AnalyticScore, GaussianMixture};
 use crate::schedule::Schedule;
 use crate::score::{ScoreModel, check_score_call};

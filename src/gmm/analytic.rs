@@ -3,8 +3,8 @@
 use super::GaussianMixture;
 use super::kernel::{self, Outputs, Workspace};
 use crate::error::Result;
-use crate::float::Real;
-use crate::par::{ROW_BLOCK, row_blocks};
+use crate::num::Real;
+use crate::num::par::{ROW_BLOCK, row_blocks};
 use crate::schedule::Schedule;
 use crate::score::{ScoreModel, check_score_call};
 use crate::{check, error::Error};

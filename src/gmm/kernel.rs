@@ -26,8 +26,8 @@ mod rowwise;
 mod tied;
 mod transpose;
 
-use crate::float::Real;
-use crate::simd::Isa;
+use crate::num::Real;
+use crate::num::simd::Isa;
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 /// The parts of a mixture the kernel reads.

@@ -14,7 +14,6 @@
 //! under a schedule, with the exact divergence.
 
 mod analytic;
-pub(crate) mod exp;
 pub(crate) mod kernel;
 mod posterior;
 mod spec;
@@ -24,7 +23,7 @@ pub use spec::{MixtureSpec, problems};
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::linalg;
 use crate::schedule::Schedule;
 use kernel::{Outputs, Parts, Workspace};

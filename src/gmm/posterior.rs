@@ -3,7 +3,7 @@
 use super::GaussianMixture;
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::linalg;
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, Axis};
 

@@ -20,7 +20,7 @@
 use super::divergence::{Divergence, DivergenceMethod};
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::observe::NoObserver;
 use crate::sample::ode::Dopri5;
 use crate::score::ScoreModel;

@@ -56,11 +56,11 @@
 //! `p_t`): at snr 0.16 score_sde's samples are over-dispersed — see `docs/stochastic.md`
 //! for the measured log-likelihood gaps. The bias falls with snr.
 
-use super::noise::RowNoise;
+use crate::num::RowNoise;
 use super::reverse_sde::Buffers;
 use crate::error::{Error, Result};
-use crate::float::Real;
-use crate::par::{block_sums, zip_update};
+use crate::num::Real;
+use crate::num::par::{block_sums, zip_update};
 use crate::score::ScoreModel;
 use ndarray::{Array2, Zip};
 

@@ -13,7 +13,7 @@
 //! (= first-order DPM-Solver++), `η = 1` the ancestral DDPM posterior step.
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::grid::TimeGrid;
 use crate::observe::Observer;
 use crate::sample::ode::check_grid_range;

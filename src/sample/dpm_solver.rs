@@ -27,10 +27,10 @@
 //! (default on), for the final steps: step `i` of `n` uses order `min(k, i + 1, n − i)`.
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::grid::TimeGrid;
 use crate::observe::Observer;
-use crate::par::zip_update;
+use crate::num::par::zip_update;
 use crate::sample::ddim::{data_prediction, step_noise};
 use crate::sample::ode::check_grid_range;
 use crate::sample::{Run, Sampler, check_initial};

@@ -10,7 +10,7 @@
 //! original coordinates `x = α x̃`.
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::grid::TimeGrid;
 use crate::observe::Observer;
 use crate::sample::ddim::{data_prediction, non_negative, step_noise};

@@ -23,11 +23,11 @@
 //! variance is `v / (1 − δ/(2v))`) and the bias shrinks with `δ`; MALA's accept/reject step
 //! removes it at any `δ`, at the price of rejections.
 
-use super::noise::RowNoise;
+use crate::num::RowNoise;
 use super::reverse_sde::Buffers;
 use super::{Run, Sampler, check_initial};
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::gmm::GaussianMixture;
 use crate::observe::Observer;
 use crate::score::ScoreModel;

@@ -27,8 +27,8 @@ pub mod ddim;
 pub mod dpm_solver;
 pub mod edm;
 pub mod langevin;
-pub mod noise;
-pub(crate) mod normal;
+
+
 pub mod ode;
 pub mod pc;
 pub mod reverse_sde;
@@ -38,14 +38,14 @@ pub use ddim::Ddim;
 pub use dpm_solver::{DpmSolverPp, DpmVariant, ThirdOrder};
 pub use edm::{EdmHeun, EulerAncestral};
 pub use langevin::{AnnealedLangevin, LogDensity, Mala, Ula};
-pub use noise::RowNoise;
+pub use crate::num::RowNoise;
 pub use ode::{Dopri5, FixedMethod, OdeRhs, OdeSolver, OdeStats, PfOdeRhs, ProbabilityFlow};
 pub use pc::Pc;
 pub use reverse_sde::Predictor;
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::observe::{Chain, FiniteCheck, Observer};
 use crate::score::ScoreModel;
 use ndarray::{Array2, ArrayView2};

@@ -28,7 +28,7 @@
 //! augmented row `[x, Δ]` is judged as a whole.
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::grid::TimeGrid;
 use crate::observe::{NoObserver, Observer};
 use crate::sample::{Run, Sampler, check_initial};

@@ -19,11 +19,11 @@
 //! ([`RowNoise`]).
 
 use super::corrector::{Corrector, LangevinCorrector, StepRule};
-use super::noise::RowNoise;
+use crate::num::RowNoise;
 use super::reverse_sde::{Buffers, Predictor, tweedie_step};
 use super::{Run, Sampler, check_initial};
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::grid::TimeGrid;
 use crate::observe::Observer;
 use crate::score::ScoreModel;

@@ -28,10 +28,10 @@
 //! step. `Pc::denoise` optionally replaces it by `x̂_0 = (x + σ² s(x, t_min))/α`
 //! (one more score call, counted in the NFE).
 
-use super::noise::RowNoise;
+use crate::num::RowNoise;
 use crate::error::Result;
-use crate::float::Real;
-use crate::par::zip_update;
+use crate::num::Real;
+use crate::num::par::zip_update;
 use crate::score::ScoreModel;
 use crate::sde::MarginalSde;
 use ndarray::{Array1, Array2, Zip};

@@ -3,7 +3,7 @@
 //! A block of `B` rows is transposed to `X` (`D×B`, one contiguous run of rows per
 //! coordinate), so that every step below is a loop over contiguous rows that the
 //! compiler vectorises — including the exponentials, through the polynomial
-//! [`exp_poly`](crate::gmm::exp::PolyExp::exp_poly). Per component `k`, with the
+//! [`exp_poly`](crate::num::exp::PolyExp::exp_poly). Per component `k`, with the
 //! precision `P_k = (α² S_k + σ² I)⁻¹ = U_k diag(1/c_k) U_kᵀ` formed once per call:
 //!
 //! ```text
@@ -26,9 +26,9 @@
 //! ([`Isa`]) with that instruction set's vector width.
 
 use super::{Outputs, Parts, transpose};
-use crate::float::Real;
-use crate::gmm::exp::madd;
-use crate::simd::{Isa, PORTABLE_FMA};
+use crate::num::Real;
+use crate::num::exp::madd;
+use crate::num::simd::{Isa, PORTABLE_FMA};
 use ndarray::{ArrayView2, s};
 
 /// Rows are processed in chunks of this many: a multiple of every SIMD width, so the
@@ -271,9 +271,9 @@ pub(crate) fn evaluate<F: Real>(
     match isa {
         Isa::Portable => run::<F, PORTABLE_FMA, false>(parts.axis_aligned, x, ws, &mut out),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2Fma` is only produced by `Isa::detect` (and `available`)
+        // SAFETY: `Isa::Avx2Fma` carries a token only `Isa::detect` (hence `available`) makes,
         // after checking that this CPU has AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { run_avx2_fma(parts.axis_aligned, x, ws, &mut out) },
+        Isa::Avx2Fma(_) => unsafe { run_avx2_fma(parts.axis_aligned, x, ws, &mut out) },
     }
 }
 

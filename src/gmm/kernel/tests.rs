@@ -18,9 +18,9 @@
 use super::Outputs;
 use super::block::{self, BlockWorkspace};
 use super::rowwise::{self, RowWorkspace};
-use crate::float::Real;
+use crate::num::Real;
 use crate::gmm::{GaussianMixture, problems};
-use crate::simd::Isa;
+use crate::num::simd::Isa;
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, s};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};

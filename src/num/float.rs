@@ -32,7 +32,7 @@ use std::fmt::{Debug, Display};
 /// ```
 ///
 /// Sealed: the mixture kernel's vectorised exponential (`PolyExp`, crate-internal) and
-/// the vectorised Box–Muller transform of [`RowNoise`](crate::sample::RowNoise)
+/// the vectorised Box–Muller transform of [`RowNoise`](crate::num::RowNoise)
 /// (`BoxMuller`, crate-internal) are supertraits, implemented for `f32` and `f64` only.
 pub trait Real:
     NdFloat
@@ -45,8 +45,8 @@ pub trait Real:
     + Send
     + Sync
     + 'static
-    + crate::gmm::exp::PolyExp
-    + crate::sample::normal::BoxMuller
+    + crate::num::exp::PolyExp
+    + crate::num::normal::BoxMuller
 {
     /// Machine epsilon of the type.
     const EPS: Self;

@@ -39,9 +39,9 @@
 //! uses a fixed-size stack buffer per 16 rows: no noise buffer the size of the batch and no allocation per call.
 
 use super::normal::{Isa, LANES, Lanes, PORTABLE_FMA, splitmix64};
-use crate::float::Real;
+use super::float::Real;
 #[cfg(feature = "rayon")]
-use crate::par::ROW_BLOCK;
+use super::par::ROW_BLOCK;
 #[cfg(feature = "rayon")]
 use ndarray::Axis;
 use ndarray::{ArrayView2, ArrayViewMut2, s};
@@ -307,9 +307,9 @@ fn fill_block<F: Real>(isa: Isa, gens: &mut [Lanes], out: ArrayViewMut2<F>) {
     match isa {
         Isa::Portable => fill_rows::<F, PORTABLE_FMA>(gens, out),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2Fma` is only produced by `Isa::detect` (and `available`)
+        // SAFETY: `Isa::Avx2Fma` carries a token only `Isa::detect` (hence `available`) makes,
         // after checking that this CPU has AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { fill_rows_avx2_fma(gens, out) },
+        Isa::Avx2Fma(_) => unsafe { fill_rows_avx2_fma(gens, out) },
     }
 }
 
@@ -335,7 +335,7 @@ fn update_block<F: Real, G: Fn(F, F, F) -> F>(
         Isa::Portable => update_rows::<F, PORTABLE_FMA, G>(gens, x, s, f),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `fill_block`.
-        Isa::Avx2Fma => unsafe { update_rows_avx2_fma(gens, x, s, f) },
+        Isa::Avx2Fma(_) => unsafe { update_rows_avx2_fma(gens, x, s, f) },
     }
 }
 
