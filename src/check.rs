@@ -82,6 +82,15 @@ pub(crate) fn positive<F: Real>(name: &'static str, v: F) -> Result<F> {
     }
 }
 
+/// `v` if it is finite and `≥ 0`, else [`Error::InvalidParameter`] naming it.
+pub(crate) fn non_negative<F: Real>(name: &'static str, v: F) -> Result<F> {
+    if v.is_finite() && v >= F::zero() {
+        Ok(v)
+    } else {
+        Err(Error::param(name, v.as_f64(), "must be finite and >= 0"))
+    }
+}
+
 /// `v` if it lies in `[0, 1]`, else [`Error::InvalidParameter`] naming it.
 pub(crate) fn unit_interval<F: Real>(name: &'static str, v: F) -> Result<F> {
     if v.is_finite() && v >= F::zero() && v <= F::one() {

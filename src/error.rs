@@ -125,6 +125,15 @@ pub enum Error {
     /// Reading or parsing a file or JSON document failed.
     #[error("I/O or parse error: {0}")]
     Io(String),
+    /// A combination the configuration cannot run (a sampler option the SDE or method does
+    /// not support, or a step method breaking the driver's contract).
+    #[error("{what} is not supported: {reason}")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+        /// Why it cannot be done.
+        reason: String,
+    },
     /// An observer asked the run to stop.
     #[error("stopped by observer at step {step}: {reason}")]
     Stopped {

@@ -25,7 +25,7 @@
 
 use crate::error::{Error, Result};
 use crate::num::Real;
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, check_time};
 
 /// How to space a grid's times.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -190,6 +190,20 @@ impl<F: Real> TimeGrid<F> {
         let mut times = self.times.clone();
         times.reverse();
         Self { times }
+    }
+    /// Check that this is a sampling grid for the time range `(lo, hi)`: decreasing (from
+    /// `T` towards `t_min`), with its end points (hence, being monotone, every time) inside
+    /// the range up to [`check_time`]'s slack. The one grid check of every sampler.
+    pub fn check_sampling(&self, range: (F, F)) -> Result<()> {
+        if !self.is_decreasing() {
+            return Err(Error::param(
+                "grid",
+                self.times[0].as_f64(),
+                "a sampling grid must run from T down to t_min (decreasing)",
+            ));
+        }
+        check_time(self.times[0], range)?;
+        check_time(self.times[self.times.len() - 1], range)
     }
     /// The steps as `(t_from, t_to)` pairs.
     pub fn pairs(&self) -> impl Iterator<Item = (F, F)> + '_ {

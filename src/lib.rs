@@ -16,7 +16,10 @@
 //! | [`score`] | [`ScoreModel`], closures, noise/data/velocity adapters |
 //! | [`gmm`] | [`GaussianMixture`](gmm::GaussianMixture) — the exact oracle — and [`AnalyticScore`](gmm::AnalyticScore) |
 //! | [`grid`] | time grids: uniform, quadratic, Karras ρ, log-SNR uniform, custom |
-//! | [`sample`] | the [`Sampler`] trait and the samplers |
+//! | [`sample`] | the [`Sampler`] trait, the one driver [`GridSampler`](sample::GridSampler) and the step methods |
+//! | [`ode`] | batch ODE integrators: Runge–Kutta tableaux, fixed steps, adaptive steps with error control |
+//! | [`dynamics`] | the reverse-time drift `f − w g² s` and the probability-flow right-hand side, written once |
+//! | [`num`] | the numerical substrate: `Real`, row noise streams, SIMD detection, row blocks |
 //! | [`likelihood`] | divergence estimators (exact, finite differences, Hutchinson), bits/dim |
 //! | [`metrics`] | mean/covariance error, component weights, sliced W1, log-likelihood gap |
 //! | [`observe`] | per-step hooks: non-finite checks, trajectories |
@@ -99,6 +102,7 @@
 pub mod backend;
 mod check;
 pub mod condition;
+pub mod dynamics;
 pub mod error;
 pub mod gmm;
 pub mod grid;
@@ -106,6 +110,7 @@ pub mod likelihood;
 mod linalg;
 pub mod metrics;
 pub mod num;
+pub mod ode;
 pub mod observe;
 #[cfg(feature = "progress")]
 pub mod progress;

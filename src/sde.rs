@@ -19,6 +19,7 @@
 use crate::check;
 use crate::error::{Error, Result};
 use crate::num::Real;
+use crate::num::RowNoise;
 use crate::num::par::zip_update;
 use crate::schedule::{Edm, Schedule, SubVp, Ve, VpLinear};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
@@ -42,14 +43,35 @@ pub trait ForwardSde<F: Real>: Send + Sync + Debug {
     fn prior_log_prob(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()>;
     /// The forward step from `t − dt` to `t` as score_sde's `SDE.discretize`:
     /// writes `f_i(x)` (the drift increment) into `f_out` and returns `G_i`, so that
-    /// `x_t ≈ x_{t−dt} + f_i + G_i z`. The reverse-diffusion predictor runs it backwards:
-    /// `x ← x − f_i + G_i² s + G_i z` (Song et al. 2021, eq. 46).
+    /// `x_t ≈ x_{t−dt} + f_i + G_i z`. The reverse-diffusion predictor
+    /// ([`ReverseDiffusion`](crate::sample::ReverseDiffusion)) runs it backwards:
+    /// `x ← x − f_i + G_i² s + G_i z` (Song et al. 2021, eq. 46). It calls this method for
+    /// every SDE without a [`linear_schedule`](ForwardSde::linear_schedule); for a linear SDE
+    /// it uses the exact transition of the schedule, which is what [`LinearSde`]'s
+    /// `discretize` returns, fused into its update.
     ///
     /// The default is Euler–Maruyama: `f_i = f(x, t) dt`, `G_i = g(t) √dt`.
     fn discretize(&self, x: ArrayView2<F>, t: F, dt: F, mut f_out: ArrayViewMut2<F>) -> Result<F> {
         self.drift(x, t, f_out.view_mut())?;
         f_out.mapv_inplace(|v| v * dt);
         Ok(self.diffusion(t) * dt.sqrt())
+    }
+    /// The schedule `α(t)`, `σ(t)` of the marginals when the drift is linear,
+    /// `f(x, t) = f(t) x` with `f = d log α/dt` and `g² = dσ²/dt − 2 f σ²` (the SDE is then a
+    /// [`MarginalSde`]); `None` (the default) for any other drift. Samplers use it for exact
+    /// transitions, fused updates and Tweedie denoising; without it they call
+    /// [`drift`](ForwardSde::drift), [`diffusion`](ForwardSde::diffusion) and
+    /// [`discretize`](ForwardSde::discretize). An implementation of [`MarginalSde`] should
+    /// return `Some(self.schedule())` here.
+    fn linear_schedule(&self) -> Option<&dyn Schedule<F>> {
+        None
+    }
+    /// The divergence `∇ₓ · f(x, t)` of the drift per row, if the SDE knows it (the
+    /// likelihood needs it: `d log p_t/dt = −∇ · (f − ½ g² s)`). `None` (the default) makes
+    /// the likelihood estimate it with its divergence method. Linear SDEs return `D f(t)`.
+    fn drift_divergence(&self, x: ArrayView2<F>, t: F, out: ArrayViewMut1<F>) -> Option<Result<()>> {
+        let _ = (x, t, out);
+        None
     }
 }
 
@@ -80,6 +102,8 @@ macro_rules! forward_sde_ptr {
             fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> { (**self).sample_prior(n, dim, rng) }
             fn prior_log_prob(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()> { (**self).prior_log_prob(x, out) }
             fn discretize(&self, x: ArrayView2<F>, t: F, dt: F, f_out: ArrayViewMut2<F>) -> Result<F> { (**self).discretize(x, t, dt, f_out) }
+            fn linear_schedule(&self) -> Option<&dyn Schedule<F>> { (**self).linear_schedule() }
+            fn drift_divergence(&self, x: ArrayView2<F>, t: F, out: ArrayViewMut1<F>) -> Option<Result<()>> { (**self).drift_divergence(x, t, out) }
         }
         impl<F: Real, S: MarginalSde<F> + ?Sized> MarginalSde<F> for $ty {
             fn schedule(&self) -> &dyn Schedule<F> { (**self).schedule() }
@@ -157,12 +181,11 @@ impl<F: Real, S: Schedule<F>> LinearSde<F, S> {
     }
     /// The exact transition from time `s` to a later time `t ≥ s`:
     /// `x_t | x_s ~ N(a x_s, v I)` with `a = α_t/α_s`, `v = σ_t² − a² σ_s²`
-    /// (Kingma et al. 2021, eq. 33). Returns `(a, √v)`.
+    /// ([`Schedule::transition`], Kingma et al. 2021, eq. 33). Returns `(a, √v)`.
+    /// Defined for `s ≤ t` (debug-asserted).
     pub fn transition(&self, s: F, t: F) -> (F, F) {
-        let a = self.schedule.alpha(t) / self.schedule.alpha(s);
-        let (ss, st) = (self.schedule.sigma(s), self.schedule.sigma(t));
-        let v = (st - a * ss) * (st + a * ss);
-        (a, v.max(F::zero()).sqrt())
+        let (a, v) = self.schedule.transition(s, t);
+        (a, v.sqrt())
     }
     /// Draw `x_t = α(t) x_0 + σ(t) z` for every row of `x0`; returns `(x_t, z)`.
     pub fn perturb(
@@ -294,7 +317,7 @@ impl<F: Real> EdmSde<F> {
 /// perturbation depends only on that draw and on `r` — not on the batch size — and the
 /// draws take the vectorised row-stream path rather than one virtual call per number.
 pub(crate) fn fill_normal<F: Real>(z: ArrayViewMut2<F>, rng: &mut dyn RngCore) {
-    crate::num::RowNoise::from_rng(rng, z.nrows()).fill(z);
+    RowNoise::from_rng(rng, z.nrows()).fill(z);
 }
 
 impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
@@ -344,6 +367,16 @@ impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
         let n = x.len();
         zip_update!(n, Zip::from(&mut f_out).and(&x), |o, &x| *o = am1 * x);
         Ok(g)
+    }
+    fn linear_schedule(&self) -> Option<&dyn Schedule<F>> {
+        Some(&self.schedule)
+    }
+    fn drift_divergence(&self, x: ArrayView2<F>, t: F, mut out: ArrayViewMut1<F>) -> Option<Result<()>> {
+        if let Err(e) = check::same_shape("drift divergence output", &[x.nrows()], out.shape()) {
+            return Some(Err(e));
+        }
+        out.fill(F::from_usize_lossy(x.ncols()) * self.schedule.f(t));
+        Some(Ok(()))
     }
 }
 

@@ -621,3 +621,12 @@ fn check_alpha_sigma<F: Real>(alpha: F, sigma: F) -> Result<()> {
     }
     Ok(())
 }
+
+impl<F: Real> crate::score::LogDensity<F> for GaussianMixture<F> {
+    fn log_density(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()> {
+        self.evaluate_at(F::one(), F::zero(), x, Some(out), None, None)
+    }
+    fn dim(&self) -> Option<usize> {
+        Some(GaussianMixture::dim(self))
+    }
+}

@@ -1,8 +1,23 @@
 //! Samplers: turn a score model and an initial batch into samples.
 //!
-//! [`Sampler`] is the one interface; the samplers implementing it (reverse-time SDE,
-//! ancestral, predictor–corrector, Langevin MCMC, probability-flow ODE solvers, DDIM,
-//! DPM-Solver++, EDM) live in submodules of this folder.
+//! [`Sampler`] is the one interface. Every sampler here is a [`StepMethod`] — one step on
+//! the batch — run by the one driver [`GridSampler`], which owns the checks, the noise
+//! streams, the NFE count, the observer calls (after every step and after the final
+//! denoise) and the initial state ([`driver`] explains the split). Each method is one file:
+//!
+//! | file | sampler (alias of `GridSampler`) | step method |
+//! |---|---|---|
+//! | `pc.rs`, `predictor.rs`, `corrector.rs` | [`Pc`]: reverse-time SDE predictors and Langevin correctors, either order | [`PcStep`] with open [`Predictor`] / [`Corrector`] traits |
+//! | `ddim.rs` | [`Ddim`] (η) | [`DdimStep`] |
+//! | `dpm_solver.rs` | [`DpmSolverPp`] (1, 2M, 3M, SDE) | [`DpmSolverPpStep`] |
+//! | `edm.rs` | [`EdmHeun`] (churn) | [`EdmHeunStep`] |
+//! | `euler_ancestral.rs` | [`EulerAncestral`] | [`EulerAncestralStep`] |
+//! | `pf_ode.rs` | [`ProbabilityFlow`] (fixed tableaux, adaptive; encode/decode) | [`PfOde`] |
+//! | `ula.rs`, `mala.rs`, `annealed.rs` | [`Ula`], [`Mala`], [`AnnealedLangevin`] | [`UlaStep`], [`MalaStep`], [`AnnealedLangevinStep`] |
+//!
+//! The reverse-time samplers and the probability-flow ODE work for any
+//! [`ForwardSde`](crate::ForwardSde), a non-linear drift included; DDIM, DPM-Solver++ and
+//! the EDM samplers work in `α`, `σ` and take a [`MarginalSde`](crate::sde::MarginalSde).
 //!
 //! ```
 //! use score_sde::prelude::*;
@@ -22,26 +37,36 @@
 //! # Ok::<(), score_sde::Error>(())
 //! ```
 
+mod annealed;
 pub mod corrector;
 pub mod ddim;
 pub mod dpm_solver;
+pub mod driver;
 pub mod edm;
-pub mod langevin;
-
-
-pub mod ode;
+mod euler_ancestral;
+mod mala;
 pub mod pc;
-pub mod reverse_sde;
+pub mod pf_ode;
+pub mod predictor;
+mod ula;
 
-pub use corrector::{Corrector, LangevinCorrector, StepRule};
-pub use ddim::Ddim;
-pub use dpm_solver::{DpmSolverPp, DpmVariant, ThirdOrder};
-pub use edm::{EdmHeun, EulerAncestral};
-pub use langevin::{AnnealedLangevin, LogDensity, Mala, Ula};
 pub use crate::num::RowNoise;
-pub use ode::{Dopri5, FixedMethod, OdeRhs, OdeSolver, OdeStats, PfOdeRhs, ProbabilityFlow};
-pub use pc::Pc;
-pub use reverse_sde::Predictor;
+pub use crate::ode::{AdaptiveRk, Dopri5, FixedMethod};
+pub use annealed::{AnnealedLangevin, AnnealedLangevinStep};
+pub use corrector::{Corrector, CorrectorKind, LangevinCorrector, NoCorrector, StepRule};
+pub use ddim::{Ddim, DdimStep};
+pub use dpm_solver::{DpmSolverPp, DpmSolverPpStep, DpmVariant, ThirdOrder};
+pub use driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
+pub use edm::{EdmHeun, EdmHeunStep};
+pub use euler_ancestral::{EulerAncestral, EulerAncestralStep};
+pub use mala::{Mala, MalaStep};
+pub use pc::{Pc, PcOrder, PcStep};
+pub use pf_ode::{OdeSolver, PfOde, ProbabilityFlow};
+pub use predictor::{
+    AncestralSampling, EulerMaruyama, NoPredictor, PcBuffers, Predictor, PredictorKind,
+    ReverseDiffusion,
+};
+pub use ula::{Ula, UlaStep};
 
 use crate::check;
 use crate::error::{Error, Result};
@@ -64,6 +89,8 @@ pub struct Run<F> {
     pub steps: usize,
     /// Metropolis acceptance rate, for samplers that have one.
     pub acceptance_rate: Option<f64>,
+    /// Rejected steps of an adaptive sampler (0 for fixed steps).
+    pub rejected: usize,
 }
 
 impl<F> Run<F> {
@@ -74,6 +101,7 @@ impl<F> Run<F> {
             nfe,
             steps,
             acceptance_rate: None,
+            rejected: 0,
         }
     }
     /// Attach an acceptance rate.
@@ -86,9 +114,10 @@ impl<F> Run<F> {
 /// A sampler: a score model, an initial batch and a random source in; samples and the
 /// number of score evaluations out. Object safe, so a sampler can be chosen at run time.
 ///
-/// Implementors write [`Sampler::run_observed`] (calling the observer after every step)
-/// and [`Sampler::initial_state`]; users call [`Sampler::sample`], [`Sampler::run`] or
-/// [`Sampler::run_with`], which check the state for NaN/inf after every step.
+/// [`GridSampler`] implements it once for every [`StepMethod`]; a sampler of your own is
+/// best written as a step method. Users call [`Sampler::sample`], [`Sampler::run`] or
+/// [`Sampler::run_with`], which check the state for NaN/inf after every step (and after
+/// the final denoise).
 pub trait Sampler<F: Real>: Send + Sync + Debug {
     /// Run from the initial batch `x` (rows are samples), calling `observer` after every step.
     fn run_observed(
