@@ -26,7 +26,12 @@ fn bench_problem(c: &mut Criterion, name: &str, p0: GaussianMixture<f64>, n: usi
     let p_eps = p0.diffuse(sde.schedule(), 1e-3).unwrap();
     let dim = p0.dim();
     let grid = TimeGrid::uniform(sde.schedule(), STEPS).unwrap();
-    let pc = |p: PredictorKind| Pc::new(sde.clone(), grid.clone()).unwrap().predictor(p).unwrap();
+    let pc = |p: PredictorKind| {
+        Pc::new(sde.clone(), grid.clone())
+            .unwrap()
+            .predictor(p)
+            .unwrap()
+    };
     let samplers: Vec<Case> = vec![
         ("em", Box::new(pc(PredictorKind::EulerMaruyama)), &model),
         (
@@ -37,7 +42,11 @@ fn bench_problem(c: &mut Criterion, name: &str, p0: GaussianMixture<f64>, n: usi
         ("ancestral", Box::new(pc(PredictorKind::Ancestral)), &model),
         (
             "pc_rd_langevin_batchmean",
-            Box::new(pc(PredictorKind::ReverseDiffusion).corrector(CorrectorKind::langevin(0.16).unwrap()).unwrap()),
+            Box::new(
+                pc(PredictorKind::ReverseDiffusion)
+                    .corrector(CorrectorKind::langevin(0.16).unwrap())
+                    .unwrap(),
+            ),
             &model,
         ),
         (
@@ -102,7 +111,8 @@ fn bench_steps<F: Real>(c: &mut Criterion, name: &str, p0: GaussianMixture<F>, n
     let em = Pc::new(sde.clone(), grid.clone()).unwrap();
     let pc = em
         .clone()
-        .predictor(PredictorKind::ReverseDiffusion).unwrap()
+        .predictor(PredictorKind::ReverseDiffusion)
+        .unwrap()
         .snr(0.16)
         .unwrap();
     let ty = std::any::type_name::<F>();

@@ -23,7 +23,9 @@ use common::{BoxResult, EXACT, Panel, SAMPLED};
 use rand::SeedableRng;
 use score_sde::metrics::Reference;
 use score_sde::prelude::*;
-use score_sde::sample::{Dopri5, DpmSolverPp, EdmHeun, Pc, PredictorKind, ProbabilityFlow, StepRule};
+use score_sde::sample::{
+    Dopri5, DpmSolverPp, EdmHeun, Pc, PredictorKind, ProbabilityFlow, StepRule,
+};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

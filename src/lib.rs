@@ -110,8 +110,8 @@ pub mod likelihood;
 mod linalg;
 pub mod metrics;
 pub mod num;
-pub mod ode;
 pub mod observe;
+pub mod ode;
 #[cfg(feature = "progress")]
 pub mod progress;
 pub mod sample;
@@ -135,9 +135,9 @@ pub mod prelude {
         MixtureClassifier,
     };
     pub use crate::error::{Error, Result};
-    pub use crate::num::Real;
     pub use crate::gmm::{AnalyticScore, GaussianMixture, MixtureSpec, problems};
     pub use crate::grid::{GridKind, TimeGrid};
+    pub use crate::num::Real;
     pub use crate::observe::{FiniteCheck, Observer, Trajectory};
     pub use crate::sample::{Run, Sampler};
     pub use crate::schedule::{DiscreteVp, Edm, Schedule, SubVp, Ve, VpCosine, VpLinear};

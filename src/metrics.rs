@@ -37,8 +37,8 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::num::Real;
 use crate::gmm::GaussianMixture;
+use crate::num::Real;
 use crate::schedule::Schedule;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::SeedableRng;

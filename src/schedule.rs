@@ -85,7 +85,10 @@ pub trait Schedule<F: Real>: Send + Sync + Debug {
     /// corrector's `α_i` all call it. Defined for `s ≤ t` (debug-asserted); for `s > t` the
     /// formula is not a transition.
     fn transition(&self, s: F, t: F) -> (F, F) {
-        debug_assert!(!(s > t), "transition from s = {s} to an earlier t = {t}");
+        debug_assert!(
+            s.partial_cmp(&t) != Some(std::cmp::Ordering::Greater),
+            "transition from s = {s} to an earlier t = {t}"
+        );
         let a = self.alpha(t) / self.alpha(s);
         let (ss, st) = (self.sigma(s), self.sigma(t));
         let v = (st - a * ss) * (st + a * ss);

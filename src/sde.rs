@@ -69,7 +69,12 @@ pub trait ForwardSde<F: Real>: Send + Sync + Debug {
     /// The divergence `∇ₓ · f(x, t)` of the drift per row, if the SDE knows it (the
     /// likelihood needs it: `d log p_t/dt = −∇ · (f − ½ g² s)`). `None` (the default) makes
     /// the likelihood estimate it with its divergence method. Linear SDEs return `D f(t)`.
-    fn drift_divergence(&self, x: ArrayView2<F>, t: F, out: ArrayViewMut1<F>) -> Option<Result<()>> {
+    fn drift_divergence(
+        &self,
+        x: ArrayView2<F>,
+        t: F,
+        out: ArrayViewMut1<F>,
+    ) -> Option<Result<()>> {
         let _ = (x, t, out);
         None
     }
@@ -371,7 +376,12 @@ impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
     fn linear_schedule(&self) -> Option<&dyn Schedule<F>> {
         Some(&self.schedule)
     }
-    fn drift_divergence(&self, x: ArrayView2<F>, t: F, mut out: ArrayViewMut1<F>) -> Option<Result<()>> {
+    fn drift_divergence(
+        &self,
+        x: ArrayView2<F>,
+        t: F,
+        mut out: ArrayViewMut1<F>,
+    ) -> Option<Result<()>> {
         if let Err(e) = check::same_shape("drift divergence output", &[x.nrows()], out.shape()) {
             return Some(Err(e));
         }

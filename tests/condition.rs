@@ -1,7 +1,8 @@
 //! Conditioning against exact answers: guidance, imputation, linear-Gaussian posteriors.
 
+mod common;
+use common::{max_abs, rng};
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, array, s};
-use rand::SeedableRng;
 use score_sde::condition::{
     ClassifierFree, ClassifierGuidance, FinalStep, Imputation, LinearGaussian, MixtureClassifier,
     WithClass,
@@ -10,10 +11,6 @@ use score_sde::metrics::sample_covariance;
 use score_sde::observe::{NoObserver, Observer};
 use score_sde::prelude::*;
 use score_sde::sample::{Pc, PredictorKind};
-
-fn rng(seed: u64) -> rand_pcg::Pcg64 {
-    rand_pcg::Pcg64::seed_from_u64(seed)
-}
 
 /// The library's reverse-SDE Euler–Maruyama sampler (PC with no corrector, Song et al. 2021,
 /// eq. 6 discretised on a uniform grid from `T` to `t_min`; the last step adds no noise),
@@ -32,7 +29,8 @@ fn reverse_em(
     let grid = TimeGrid::uniform(sde.schedule(), steps).unwrap();
     let pc = Pc::new(sde.clone(), grid)
         .unwrap()
-        .predictor(PredictorKind::EulerMaruyama).unwrap();
+        .predictor(PredictorKind::EulerMaruyama)
+        .unwrap();
     let mut r = rng(seed);
     let x = pc.initial_state(n, dim, &mut r).unwrap();
     pc.run_with(model, x, &mut r, observer).unwrap().samples
@@ -40,10 +38,6 @@ fn reverse_em(
 
 fn mean_of(x: ArrayView2<f64>) -> Array1<f64> {
     x.mean_axis(Axis(0)).unwrap()
-}
-
-fn max_abs(a: &Array2<f64>) -> f64 {
-    a.iter().fold(0.0_f64, |m, v| m.max(v.abs()))
 }
 
 // ------------------------------------------------------------------ classifier guidance
@@ -902,9 +896,17 @@ fn imputation_works_through_every_library_sampler_that_applies_constraints() {
     let grid = TimeGrid::uniform(sde.schedule(), 60).unwrap();
     let y = 2.5;
     let (exact, _) = ring.condition(&[1], array![y].view()).unwrap();
-    let pc = |p| Pc::new(sde.clone(), grid.clone()).unwrap().predictor(p).unwrap();
+    let pc = |p| {
+        Pc::new(sde.clone(), grid.clone())
+            .unwrap()
+            .predictor(p)
+            .unwrap()
+    };
     let samplers: Vec<(&str, Box<dyn Sampler<f64>>)> = vec![
-        ("PC Euler–Maruyama", Box::new(pc(PredictorKind::EulerMaruyama))),
+        (
+            "PC Euler–Maruyama",
+            Box::new(pc(PredictorKind::EulerMaruyama)),
+        ),
         (
             "PC reverse diffusion",
             Box::new(pc(PredictorKind::ReverseDiffusion)),
@@ -949,10 +951,7 @@ fn imputation_works_through_every_library_sampler_that_applies_constraints() {
         let run = s.run_with(&model, x0, &mut r, &mut imp).unwrap();
         // Clean final step: the observed coordinate is y exactly (the driver applies the
         // constraint after the last step, and nothing touches the state after it).
-        assert!(
-            run.samples.column(1).iter().all(|&v| v == y),
-            "{name}"
-        );
+        assert!(run.samples.column(1).iter().all(|&v| v == y), "{name}");
         // The free coordinate lands on the two modes x₀ ≈ ±2.83 of the exact conditional
         // (weights ½, ½) for most samples: the replacement bias puts ≈ 10 % at x₀ ≈ 0
         // (component 2, docs/conditioning.md); ≥ 75 % on the modes allows for it.

@@ -3,23 +3,18 @@
 //! Every tolerance states its reason. Sizes are modest: the whole file should run in well
 //! under 90 s with `[profile.test] opt-level = 2`.
 
+mod common;
+use common::{max_abs_diff as max_abs, rng};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, array};
-use rand::SeedableRng;
 use score_sde::metrics::{Reference, Report};
 use score_sde::observe::{NoObserver, ObserverFn};
-use score_sde::prelude::*;
 use score_sde::ode::integrate_fixed;
+use score_sde::prelude::*;
 use score_sde::sample::{
     Ddim, Dopri5, DpmSolverPp, DpmVariant, EdmHeun, EulerAncestral, FixedMethod, ProbabilityFlow,
     ThirdOrder,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-type Pcg = rand_pcg::Pcg64;
-
-fn rng(seed: u64) -> Pcg {
-    Pcg::seed_from_u64(seed)
-}
 
 // ---------------------------------------------------------------- closed-form Gaussian
 
@@ -57,10 +52,6 @@ fn exact_flow(sde: &VpSde<f64>, x: &Array2<f64>, s: f64, t: f64) -> Array2<f64> 
         }
     }
     out
-}
-
-fn max_abs(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
-    (a - b).iter().fold(0.0f64, |m, v| m.max(v.abs()))
 }
 
 /// Least-squares slope of log(err) against log(h).
@@ -522,7 +513,10 @@ fn nfe_is_exact_and_observer_sees_every_step() {
             (1..=observed).collect::<Vec<_>>(),
             "{name}"
         );
-        assert!((seen[observed - 1].1 - 1e-3).abs() < 1e-12, "{name}: last observed t");
+        assert!(
+            (seen[observed - 1].1 - 1e-3).abs() < 1e-12,
+            "{name}: last observed t"
+        );
         assert!(run.samples.iter().all(|v| v.is_finite()), "{name}");
     }
 }

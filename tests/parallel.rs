@@ -94,7 +94,8 @@ fn samplers<F: Real>(steps: usize) -> Vec<(&'static str, Box<dyn Sampler<F>>)> {
             Box::new(
                 Pc::new(sde.clone(), grid())
                     .expect("pc")
-                    .predictor(PredictorKind::ReverseDiffusion).unwrap()
+                    .predictor(PredictorKind::ReverseDiffusion)
+                    .unwrap()
                     .snr(0.16)
                     .expect("snr"),
             ),
@@ -104,7 +105,8 @@ fn samplers<F: Real>(steps: usize) -> Vec<(&'static str, Box<dyn Sampler<F>>)> {
             Box::new(
                 Pc::new(sde.clone(), grid())
                     .expect("pc")
-                    .predictor(PredictorKind::Ancestral).unwrap()
+                    .predictor(PredictorKind::Ancestral)
+                    .unwrap()
                     .snr(0.1)
                     .expect("snr")
                     .step_rule(StepRule::Sigma)

@@ -16,9 +16,9 @@
 //! makes them meaningful (a wrong sign, a missing ½ or a factor-2 step error each moves
 //! a metric far outside them — see docs/stochastic.md for the mutations tried).
 
+mod common;
+use common::rng;
 use ndarray::{Array2, Axis, s};
-use rand::SeedableRng;
-use rand_pcg::Pcg64;
 use score_sde::gmm::{AnalyticScore, GaussianMixture, problems};
 use score_sde::grid::TimeGrid;
 use score_sde::metrics::{Reference, Report};
@@ -36,10 +36,6 @@ const T_EPS: f64 = 1e-3;
 const FLOOR_FACTOR: f64 = 2.0;
 /// The gap may deviate this many floor standard deviations from the floor mean.
 const GAP_SDS: f64 = 4.0;
-
-fn rng(seed: u64) -> Pcg64 {
-    Pcg64::seed_from_u64(seed)
-}
 
 /// The largest value of each distance over the floor seeds, and the gap's mean and sd.
 #[derive(Debug, Clone, Copy)]
@@ -294,7 +290,10 @@ fn predicted_mean_shift(
 /// One step of a reverse-SDE predictor on a grid (VP, prior N(0, I), no noise on the last
 /// step) for a Gaussian component. Score of a component: `−(x − α_t μ)/v_t`,
 /// `v_t = α_t² λ + σ_t²`.
-fn predictor_step(p: PredictorKind, times: &[f64]) -> impl Fn(usize, f64, f64) -> (f64, f64, f64) + '_ {
+fn predictor_step(
+    p: PredictorKind,
+    times: &[f64],
+) -> impl Fn(usize, f64, f64) -> (f64, f64, f64) + '_ {
     let vp = VpLinear::<f64>::default();
     let n = times.len() - 1;
     move |i: usize, lam: f64, _mu: f64| {
@@ -403,7 +402,10 @@ fn predictors_match_p_eps() {
 #[test]
 fn final_denoise_costs_one_nfe_and_matches_p0() {
     let setup = ring();
-    let sampler = pc(100).predictor(PredictorKind::ReverseDiffusion).unwrap().denoise_final(true);
+    let sampler = pc(100)
+        .predictor(PredictorKind::ReverseDiffusion)
+        .unwrap()
+        .denoise_final(true);
     let run = sampler
         .sample(&setup.model, setup.n, 2, &mut rng(5))
         .unwrap();
@@ -413,11 +415,7 @@ fn final_denoise_costs_one_nfe_and_matches_p0() {
     // O(σ²/λ) ≈ 1e-3 of variance, far inside the floor; the predictor's bias is as before.
     let r0 = Reference::new(&setup.p0, vp().schedule(), 0.0, setup.n, 78).unwrap();
     let mut f0 = floor_of(&r0, setup.n);
-    f0.gap_mean += predictor_gap(
-        &setup.p0,
-        PredictorKind::ReverseDiffusion,
-        sampler.times(),
-    );
+    f0.gap_mean += predictor_gap(&setup.p0, PredictorKind::ReverseDiffusion, sampler.times());
     check_against(
         "ring2d RD+denoise vs p0",
         &r0,
@@ -473,7 +471,9 @@ fn euler_maruyama_converges_with_steps() {
 /// do not add.)
 fn pc_excess(snr: f64) -> f64 {
     let setup = r16();
-    let sampler = pc(250).corrector(CorrectorKind::langevin(snr).unwrap()).unwrap();
+    let sampler = pc(250)
+        .corrector(CorrectorKind::langevin(snr).unwrap())
+        .unwrap();
     let x = run_pc(setup, &sampler, 21);
     let r = setup.reference.evaluate(x.view()).unwrap();
     let pred = predictor_gap(&setup.p0, PredictorKind::EulerMaruyama, sampler.times());
@@ -513,8 +513,10 @@ fn pc_at_small_snr_matches_p_eps_with_every_rule() {
         {
             let c = LangevinCorrector::new(0.02).unwrap().rule(rule).unwrap();
             let sampler = pc(100)
-                .predictor(PredictorKind::ReverseDiffusion).unwrap()
-                .corrector(CorrectorKind::Langevin(c)).unwrap();
+                .predictor(PredictorKind::ReverseDiffusion)
+                .unwrap()
+                .corrector(CorrectorKind::Langevin(c))
+                .unwrap();
             check_pc(
                 setup,
                 &sampler,
@@ -765,14 +767,16 @@ fn same_seed_gives_bit_identical_samples() {
     let samplers: Vec<Box<dyn Sampler<f64>>> = vec![
         Box::new(
             pc(10)
-                .predictor(PredictorKind::ReverseDiffusion).unwrap()
+                .predictor(PredictorKind::ReverseDiffusion)
+                .unwrap()
                 .snr(0.16)
                 .unwrap()
                 .denoise_final(true),
         ),
         Box::new(
             pc(10)
-                .predictor(PredictorKind::Ancestral).unwrap()
+                .predictor(PredictorKind::Ancestral)
+                .unwrap()
                 .step_rule(StepRule::PER_SAMPLE)
                 .unwrap(),
         ),
@@ -837,7 +841,8 @@ fn f32_runs() {
     let grid = TimeGrid::uniform(sde.schedule(), 50).unwrap();
     let sampler = Pc::new(sde, grid)
         .unwrap()
-        .predictor(PredictorKind::ReverseDiffusion).unwrap()
+        .predictor(PredictorKind::ReverseDiffusion)
+        .unwrap()
         .snr(0.05)
         .unwrap();
     let run = sampler.sample(&model, 2000, 2, &mut rng(1)).unwrap();
@@ -959,7 +964,10 @@ fn nan_model_stops_with_diverged_naming_the_step() {
     for (name, s) in [
         ("EM", pc(10)),
         ("PC", pc(10).snr(0.1).unwrap()),
-        ("ancestral", pc(10).predictor(PredictorKind::Ancestral).unwrap()),
+        (
+            "ancestral",
+            pc(10).predictor(PredictorKind::Ancestral).unwrap(),
+        ),
     ] {
         let e = s.sample(&model, 8, 2, &mut rng(0)).unwrap_err();
         match e {
@@ -1026,9 +1034,11 @@ fn measure_pc_bias_table() {
         for (steps, snr, rule) in runs {
             let mut s = pc(steps);
             if snr > 0.0 {
-                s = s.corrector(CorrectorKind::Langevin(
-                    LangevinCorrector::new(snr).unwrap().rule(rule).unwrap(),
-                )).unwrap();
+                s = s
+                    .corrector(CorrectorKind::Langevin(
+                        LangevinCorrector::new(snr).unwrap().rule(rule).unwrap(),
+                    ))
+                    .unwrap();
             }
             let x = s
                 .sample(&setup.model, n, setup.p0.dim(), &mut rng(2))

@@ -2,9 +2,9 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::num::Real;
 use crate::gmm::GaussianMixture;
 use crate::linalg;
+use crate::num::Real;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rand::RngCore;
 

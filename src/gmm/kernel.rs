@@ -21,6 +21,7 @@
 //! nothing.
 
 mod block;
+mod dispatch;
 #[cfg(test)]
 mod rowwise;
 mod tied;
@@ -90,7 +91,7 @@ pub(crate) fn evaluate<F: Real>(
     ws: &mut Workspace<F>,
     out: Outputs<'_, F>,
 ) {
-    block::evaluate(Isa::detect(), parts, alpha, sigma, x, &mut ws.block, out)
+    dispatch::evaluate(Isa::detect(), parts, alpha, sigma, x, &mut ws.block, out)
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ pub use spec::{MixtureSpec, problems};
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::num::Real;
 use crate::linalg;
+use crate::num::Real;
 use crate::schedule::Schedule;
 use kernel::{Outputs, Parts, Workspace};
 use ndarray::{

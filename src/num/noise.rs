@@ -38,8 +38,8 @@
 //! independence check. The samplers' fused update (noise drawn inside the update loop)
 //! uses a fixed-size stack buffer per 16 rows: no noise buffer the size of the batch and no allocation per call.
 
-use super::normal::{Isa, LANES, Lanes, PORTABLE_FMA, splitmix64};
 use super::float::Real;
+use super::normal::{Isa, LANES, Lanes, PORTABLE_FMA, splitmix64};
 #[cfg(feature = "rayon")]
 use super::par::ROW_BLOCK;
 #[cfg(feature = "rayon")]

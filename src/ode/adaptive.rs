@@ -276,7 +276,10 @@ impl<F: Real> AdaptiveRk<F> {
     ) -> Result<Attempt<F>> {
         let l = F::lit;
         if st.t == st.t_end {
-            return Ok(Attempt::Accepted { t: st.t, last: true });
+            return Ok(Attempt::Accepted {
+                t: st.t,
+                last: true,
+            });
         }
         if st.attempts >= self.max_steps {
             return Err(Error::StepBudgetExceeded {

@@ -58,8 +58,18 @@ impl<F: Real> FixedStepper<F> {
         })
     }
     /// `x ← x + h Σ b_i k_i` from `t` to `t1` (standard-layout `x`); returns the calls made.
-    pub fn step(&mut self, rhs: &mut dyn OdeRhs<F>, t: F, t1: F, x: &mut Array2<F>) -> Result<usize> {
-        let iv = Interval { t, h: t1 - t, t_new: t1 };
+    pub fn step(
+        &mut self,
+        rhs: &mut dyn OdeRhs<F>,
+        t: F,
+        t1: F,
+        x: &mut Array2<F>,
+    ) -> Result<usize> {
+        let iv = Interval {
+            t,
+            h: t1 - t,
+            t_new: t1,
+        };
         rhs.eval(t, x.view(), self.work.k[0].view_mut())?;
         let calls = 1 + self.work.stages(&self.tab, rhs, iv, x)?;
         self.work.solution_inplace(&self.tab, iv.h, x);

@@ -125,7 +125,12 @@ pub const DOPRI5: Tableau = Tableau {
         &[1.0 / 5.0],
         &[3.0 / 40.0, 9.0 / 40.0],
         &[44.0 / 45.0, -56.0 / 15.0, 32.0 / 9.0],
-        &[19372.0 / 6561.0, -25360.0 / 2187.0, 64448.0 / 6561.0, -212.0 / 729.0],
+        &[
+            19372.0 / 6561.0,
+            -25360.0 / 2187.0,
+            64448.0 / 6561.0,
+            -212.0 / 729.0,
+        ],
         &[
             9017.0 / 3168.0,
             -355.0 / 33.0,
@@ -185,13 +190,29 @@ mod tests {
                 (3, (0..s).map(|i| b[i] * c[i] * c[i]).sum(), 1.0 / 3.0),
                 (3, (0..s).map(|i| b[i] * av(&|j| c[j], i)).sum(), 1.0 / 6.0),
                 (4, (0..s).map(|i| b[i] * c[i].powi(3)).sum(), 0.25),
-                (4, (0..s).map(|i| b[i] * c[i] * av(&|j| c[j], i)).sum(), 1.0 / 8.0),
-                (4, (0..s).map(|i| b[i] * av(&|j| c[j] * c[j], i)).sum(), 1.0 / 12.0),
-                (4, (0..s).map(|i| b[i] * av(&|j| av(&|k| c[k], j), i)).sum(), 1.0 / 24.0),
+                (
+                    4,
+                    (0..s).map(|i| b[i] * c[i] * av(&|j| c[j], i)).sum(),
+                    1.0 / 8.0,
+                ),
+                (
+                    4,
+                    (0..s).map(|i| b[i] * av(&|j| c[j] * c[j], i)).sum(),
+                    1.0 / 12.0,
+                ),
+                (
+                    4,
+                    (0..s).map(|i| b[i] * av(&|j| av(&|k| c[k], j), i)).sum(),
+                    1.0 / 24.0,
+                ),
             ];
             for (order, got, want) in conds {
                 if order <= tab.order {
-                    assert!((got - want).abs() < 1e-14, "{}: order-{order} condition", tab.name);
+                    assert!(
+                        (got - want).abs() < 1e-14,
+                        "{}: order-{order} condition",
+                        tab.name
+                    );
                 }
             }
             // The embedded weights: b̂ = b − e has order `order_err` (its first condition,

@@ -32,7 +32,13 @@ impl<F: Real> AnnealedLangevinStep<F> {
     /// The plan: the starting level, then each level repeated `steps_per_level` times
     /// (the size checked before anything is allocated).
     fn plan(&self) -> Result<Plan<F>> {
-        let too_large = || Error::param("levels × steps_per_level", self.levels as f64, "is too large");
+        let too_large = || {
+            Error::param(
+                "levels × steps_per_level",
+                self.levels as f64,
+                "is too large",
+            )
+        };
         let len = self
             .levels
             .checked_mul(self.steps_per_level)

@@ -125,7 +125,13 @@ pub type Ddim<F, S> = GridSampler<F, DdimStep<F, S>>;
 impl<F: Real, S: MarginalSde<F>> GridSampler<F, DdimStep<F, S>> {
     /// Deterministic DDIM (`η = 0`) on a decreasing grid inside the SDE's range.
     pub fn new(sde: S, grid: TimeGrid<F>) -> Result<Self> {
-        GridSampler::with_grid(DdimStep { sde, eta: F::zero() }, grid)
+        GridSampler::with_grid(
+            DdimStep {
+                sde,
+                eta: F::zero(),
+            },
+            grid,
+        )
     }
     /// Set `η ∈ [0, 1]` (0: deterministic, 1: ancestral).
     pub fn eta(mut self, eta: F) -> Result<Self> {

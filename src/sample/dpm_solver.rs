@@ -171,7 +171,8 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for DpmSolverPpStep<F, S> {
             let a = -a_s * phi;
             let len = x.len();
             match k {
-                1 => zip_update!(len, Zip::from(&mut *x).and(m0), |x, &d0| *x = r * *x + a * d0),
+                1 => zip_update!(len, Zip::from(&mut *x).and(m0), |x, &d0| *x =
+                    r * *x + a * d0),
                 2 => {
                     // −½ α_s φ (D₀ − D₋₁)/r₀ with r₀ = h₀/h.
                     let c1 = half * a * h / h0;

@@ -113,7 +113,11 @@ impl<F: Real> Plan<F> {
         crate::check::finite_scalar("span start", from)?;
         crate::check::finite_scalar("span end", to)?;
         if from == to {
-            return Err(Error::param("span end", to.as_f64(), "must differ from the start"));
+            return Err(Error::param(
+                "span end",
+                to.as_f64(),
+                "must differ from the start",
+            ));
         }
         Ok(Plan::Span { from, to })
     }
@@ -292,8 +296,7 @@ impl<'a, F: Real> StepContext<'a, F> {
     pub fn noise(&mut self) -> Result<&mut RowNoise> {
         self.noise.as_mut().ok_or_else(|| Error::Unsupported {
             what: "noise in a deterministic method",
-            reason: "the method's is_stochastic() is false, so the run has no noise streams"
-                .into(),
+            reason: "the method's is_stochastic() is false, so the run has no noise streams".into(),
         })
     }
     /// Score calls so far.
@@ -460,11 +463,13 @@ impl<F: Real, M: StepMethod<F>> GridSampler<F, M> {
         let t_end = plan.end();
         let tweedie = match rows.denoise && self.denoise_final {
             false => None,
-            true => Some(self.method.marginal(t_end).ok_or_else(|| Error::Unsupported {
-                what: "denoise_final",
-                reason: "the method's process has no Gaussian marginal (α, σ) for Tweedie's \
+            true => Some(self.method.marginal(t_end).ok_or_else(|| {
+                Error::Unsupported {
+                    what: "denoise_final",
+                    reason: "the method's process has no Gaussian marginal (α, σ) for Tweedie's \
                          formula (a linear SDE is needed)"
-                    .into(),
+                        .into(),
+                }
             })?),
         };
         let n = x.nrows();

@@ -57,7 +57,12 @@ impl<F: Real, L: LogDensity<F>> StepMethod<F> for MalaStep<F, L> {
         gaussian_init(n, dim, self.init_std, rng)
     }
     /// The chain's score and log-density at the initial state (one score call).
-    fn init(&self, ctx: &mut StepContext<'_, F>, x: &Array2<F>, plan: &Plan<F>) -> Result<Self::State> {
+    fn init(
+        &self,
+        ctx: &mut StepContext<'_, F>,
+        x: &Array2<F>,
+        plan: &Plan<F>,
+    ) -> Result<Self::State> {
         let (n, d) = x.dim();
         if let Some(td) = self.target.dim() {
             if td != d {
@@ -99,6 +104,12 @@ impl<F: Real, L: LogDensity<F>> StepMethod<F> for MalaStep<F, L> {
         step: &StepInfo<F>,
     ) -> Result<Advance<F>> {
         let (delta, t) = (self.step, step.t_next);
+        if ctx.constrained() && step.index > 0 {
+            // The observer may have changed the state since its score and log-density were
+            // cached: recompute them (one more score call).
+            ctx.model().score(x.view(), t, st.sx.view_mut())?;
+            self.target.log_density(x.view(), st.lx.view_mut())?;
+        }
         let (two, quarter_over_delta) = (F::lit(2.0), F::lit(0.25) / delta);
         let c = (two * delta).sqrt();
         let noise = ctx.noise()?;
@@ -166,7 +177,9 @@ impl<F: Real, L: LogDensity<F>> StepMethod<F> for MalaStep<F, L> {
 ///
 /// `π` is the [`LogDensity`]; `s` is the score model at [`score_time`](GridSampler::score_time)
 /// and must be `∇ log π`. One score call per step plus one at the start (NFE = `steps + 1`);
-/// log-density calls are not counted. [`Run::acceptance_rate`] reports the fraction of
+/// log-density calls are not counted (an observer that constrains the state, such as
+/// imputation, makes it recompute the cached score after each step: one more call per step).
+/// [`Run::acceptance_rate`] reports the fraction of
 /// accepted proposals over all rows and steps. Each row's Metropolis uniform comes from its
 /// own stream, so rows are independent chains. A proposal whose score is non-finite stops
 /// the run with [`Error::Diverged`] (step 0 for the initial state).
@@ -196,7 +209,10 @@ impl<F: Real, L: LogDensity<F>> GridSampler<F, MalaStep<F, L>> {
             step: positive("step", step)?,
             init_std: F::one(),
         };
-        GridSampler::with_plan(method, fixed_level(F::zero(), nonzero_steps("steps", steps)?)?)
+        GridSampler::with_plan(
+            method,
+            fixed_level(F::zero(), nonzero_steps("steps", steps)?)?,
+        )
     }
     /// The time `t ≥ 0` at which the score model is evaluated.
     pub fn score_time(mut self, t: F) -> Result<Self> {

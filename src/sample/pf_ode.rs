@@ -11,8 +11,8 @@
 //! integrators are those of [`ode`](crate::ode): a fixed-step [`Tableau`](crate::ode::Tableau)
 //! on a grid, or an adaptive embedded pair (Dormand–Prince) over a span.
 
-use super::driver::{Advance, GridSampler, Plan, RunRows, StepContext, StepInfo, StepMethod};
 use super::check_initial;
+use super::driver::{Advance, GridSampler, Plan, RunRows, StepContext, StepInfo, StepMethod};
 use crate::dynamics::PfOdeRhs;
 use crate::error::{Error, Result};
 use crate::grid::TimeGrid;
@@ -90,7 +90,12 @@ impl<F: Real, S: ForwardSde<F>> StepMethod<F> for PfOde<F, S> {
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         self.sde.sample_prior(n, dim, rng)
     }
-    fn init(&self, ctx: &mut StepContext<'_, F>, x: &Array2<F>, plan: &Plan<F>) -> Result<Self::State> {
+    fn init(
+        &self,
+        ctx: &mut StepContext<'_, F>,
+        x: &Array2<F>,
+        plan: &Plan<F>,
+    ) -> Result<Self::State> {
         let mut st = PfOdeState {
             score: Array2::zeros(x.raw_dim()),
             fixed: None,

@@ -41,8 +41,9 @@ use ndarray::{Array2, Zip};
 use std::fmt::Debug;
 
 /// Buffers of one predictor–corrector run, shared by its predictor and corrector: `score`
-/// (`n × d`) always; `noise` and `work` (`n × d`) made on first use with
-/// [`PcBuffers::ensure_noise`] / [`PcBuffers::ensure_work`] — once per run, never per step.
+/// (`n × d`) always; `noise`, `work` and any number of `extra` buffers (`n × d`) made on
+/// first use with [`PcBuffers::ensure_noise`], [`PcBuffers::ensure_work`],
+/// [`PcBuffers::ensure_extra`] — once per run, never per step.
 #[derive(Debug)]
 pub struct PcBuffers<F> {
     /// The score of the current step.
@@ -51,6 +52,9 @@ pub struct PcBuffers<F> {
     pub noise: Array2<F>,
     /// A work buffer (the drift of a non-linear SDE).
     pub work: Array2<F>,
+    /// More buffers for a predictor or corrector of your own (a multi-stage predictor's
+    /// stages).
+    pub extra: Vec<Array2<F>>,
 }
 
 impl<F: Real> PcBuffers<F> {
@@ -60,6 +64,7 @@ impl<F: Real> PcBuffers<F> {
             score: Array2::zeros((n, d)),
             noise: Array2::zeros((0, d)),
             work: Array2::zeros((0, d)),
+            extra: Vec::new(),
         }
     }
     /// Make `noise` the batch's shape (a no-op after the first call).
@@ -72,6 +77,12 @@ impl<F: Real> PcBuffers<F> {
     pub fn ensure_work(&mut self) {
         if self.work.dim() != self.score.dim() {
             self.work = Array2::zeros(self.score.raw_dim());
+        }
+    }
+    /// Make at least `k` `extra` buffers of the batch's shape (a no-op once they exist).
+    pub fn ensure_extra(&mut self, k: usize) {
+        while self.extra.len() < k {
+            self.extra.push(Array2::zeros(self.score.raw_dim()));
         }
     }
 }
@@ -132,7 +143,8 @@ fn fused_update<F: Real>(
 ) -> Result<()> {
     if last {
         let len = x.len();
-        zip_update!(len, Zip::from(&mut *x).and(s), |x, &s| *x = cx * *x + cs * s);
+        zip_update!(len, Zip::from(&mut *x).and(s), |x, &s| *x =
+            cx * *x + cs * s);
     } else {
         ctx.noise()?
             .update(x.view_mut(), s.view(), |x, s, z| cx * x + cs * s + std * z);

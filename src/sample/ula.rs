@@ -159,7 +159,10 @@ impl<F: Real> GridSampler<F, UlaStep<F>> {
             step: positive("step", step)?,
             init_std: F::one(),
         };
-        GridSampler::with_plan(method, fixed_level(F::zero(), nonzero_steps("steps", steps)?)?)
+        GridSampler::with_plan(
+            method,
+            fixed_level(F::zero(), nonzero_steps("steps", steps)?)?,
+        )
     }
     /// The time `t ≥ 0` at which the score model is evaluated.
     pub fn score_time(mut self, t: F) -> Result<Self> {

@@ -16,10 +16,11 @@
 //! magnitude.
 
 use super::Outputs;
-use super::block::{self, BlockWorkspace};
+use super::block::BlockWorkspace;
+use super::dispatch;
 use super::rowwise::{self, RowWorkspace};
-use crate::num::Real;
 use crate::gmm::{GaussianMixture, problems};
+use crate::num::Real;
 use crate::num::simd::Isa;
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, s};
 use proptest::prelude::*;
@@ -58,7 +59,7 @@ fn run_block<F: Real>(isa: Isa, gm: &GaussianMixture<F>, a: F, sg: F, x: ArrayVi
     let (k, d) = (gm.n_components(), gm.dim());
     let mut ev = Eval::zeros(x.nrows(), d, k);
     let mut ws = BlockWorkspace::new(k, d);
-    block::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, ev.outputs());
+    dispatch::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, ev.outputs());
     ev
 }
 
@@ -366,7 +367,7 @@ fn strided_input_and_output() {
     let mut out = Array2::<f64>::zeros((400, 16));
     let mut ws = BlockWorkspace::new(gm.n_components(), gm.dim());
     for isa in Isa::available() {
-        block::evaluate(
+        dispatch::evaluate(
             isa,
             &gm.parts(),
             0.7,
@@ -605,7 +606,7 @@ fn run_one<F: Real>(
             ..Outputs::none()
         },
     };
-    block::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, out);
+    dispatch::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, out);
     ev
 }
 
