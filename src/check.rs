@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::num::Real;
-use ndarray::{ArrayBase, ArrayView2, Data, Dimension};
+use ndarray::{Array2, ArrayBase, ArrayView2, Data, Dimension};
 
 /// `true` if every entry is finite, in one pass that vectorises on contiguous arrays:
 /// `v · 0` is `0` for finite `v` and NaN for ±∞ or NaN, so the sum of those terms is finite
@@ -98,6 +98,27 @@ pub(crate) fn unit_interval<F: Real>(name: &'static str, v: F) -> Result<F> {
     } else {
         Err(Error::param(name, v.as_f64(), "must be in [0, 1]"))
     }
+}
+
+/// A zeroed `n × d` batch, or a typed error when the size overflows `usize` or the memory
+/// cannot be reserved — checked before anything is allocated, so a count from a user or a
+/// file never aborts the process.
+pub(crate) fn zeros_batch<F: Real>(what: &'static str, n: usize, d: usize) -> Result<Array2<F>> {
+    if n == 0 || d == 0 {
+        return Err(Error::Empty { what });
+    }
+    let too_large = || {
+        Error::param(
+            what,
+            n as f64,
+            "batch of n × d values is too large to allocate",
+        )
+    };
+    let len = n.checked_mul(d).ok_or_else(too_large)?;
+    let mut v: Vec<F> = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| too_large())?;
+    v.resize(len, F::zero());
+    Array2::from_shape_vec((n, d), v).map_err(|_| too_large())
 }
 
 #[cfg(test)]

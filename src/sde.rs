@@ -87,10 +87,12 @@ pub trait ForwardSde<F: Real>: Send + Sync + Debug {
 ///
 /// Implementing it promises that the SDE is the linear one of [`schedule`](Self::schedule):
 /// drift `f(t) x` with `f = d log α/dt` and `g(t)² = dσ²/dt − 2 f σ²` (Song et al. 2021,
-/// App. B; Kingma et al. 2021). The predictor–corrector samplers rely on that promise and compute the drift
-/// and the reverse-diffusion discretisation from the schedule, fused into their update loops;
-/// a non-linear drift belongs in a plain [`ForwardSde`] (integrated by the probability-flow
-/// ODE's right-hand side, which calls [`ForwardSde::drift`]).
+/// App. B; Kingma et al. 2021); return the same schedule from
+/// [`ForwardSde::linear_schedule`], through which the samplers that take any `ForwardSde`
+/// (predictor–corrector, probability flow, likelihood) find their exact-transition fast
+/// paths. A non-linear drift belongs in a plain [`ForwardSde`]: the reverse-time SDE, the
+/// probability-flow ODE and the likelihood call its [`drift`](ForwardSde::drift),
+/// [`diffusion`](ForwardSde::diffusion) and [`discretize`](ForwardSde::discretize).
 pub trait MarginalSde<F: Real>: ForwardSde<F> {
     /// The schedule `α(t)`, `σ(t)` of the marginals.
     fn schedule(&self) -> &dyn Schedule<F>;
@@ -340,18 +342,15 @@ impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
         self.schedule.t_range()
     }
     fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
-        if n == 0 || dim == 0 {
-            return Err(Error::Empty {
-                what: "prior batch (n or dim is 0)",
-            });
-        }
-        let mut z = Array2::<F>::zeros((n, dim));
+        let mut z = check::zeros_batch::<F>("prior batch (n × dim)", n, dim)?;
         fill_normal(z.view_mut(), rng);
         z.mapv_inplace(|v| v * self.prior_std);
         Ok(z)
     }
+    /// `log N(x; 0, s² I)` per row; a non-finite `x` is an error (not a NaN in `out`).
     fn prior_log_prob(&self, x: ArrayView2<F>, mut out: ArrayViewMut1<F>) -> Result<()> {
         check::same_shape("prior log-density output", &[x.nrows()], out.shape())?;
+        check::finite("prior log-density input", &x)?;
         let d = F::from_usize_lossy(x.ncols());
         let s2 = self.prior_std * self.prior_std;
         let c = -F::lit(0.5) * d * (F::lit(2.0 * std::f64::consts::PI) * s2).ln();

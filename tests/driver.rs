@@ -284,3 +284,54 @@ fn nfe_counts_every_call_through_the_driver() {
         }
     }
 }
+
+#[test]
+fn counts_and_sizes_a_user_passes_are_checked_before_allocating() {
+    let sde = VpSde::<f64>::default();
+    // A batch whose n × d overflows usize, or cannot be reserved: typed errors, no abort.
+    for (n, d) in [(usize::MAX, 2), (1 << 40, 1 << 20), (0, 2)] {
+        assert!(sde.sample_prior(n, d, &mut rng(0)).is_err(), "{n} × {d}");
+        assert!(
+            Ula::<f64>::new(0.1, 3)
+                .unwrap()
+                .initial_state(n, d, &mut rng(0))
+                .is_err()
+        );
+    }
+    // Plans sized by counts: annealed Langevin's L · n levels, ULA's steps.
+    assert!(AnnealedLangevin::<f64>::new(1.0, 0.1, usize::MAX / 2, 4, 1e-3).is_err());
+    assert!(Ula::<f64>::new(0.1, usize::MAX).is_err());
+    // NFE that overflows is `None`, not a panic.
+    let ald = AnnealedLangevin::<f64>::new(1.0, 0.1, 3, 2, 1e-3).unwrap();
+    assert_eq!(ald.total_steps(), Some(6));
+    assert_eq!(ald.nfe(), Some(6));
+    // The prior's log-density of a non-finite point is an error, not NaN in `Ok`.
+    let x = array![[0.0, f64::NAN]];
+    assert!(matches!(
+        score_sde::sde::prior_log_prob(&sde, x.view()),
+        Err(Error::NonFinite { .. })
+    ));
+}
+
+#[test]
+fn an_adaptive_solve_on_a_nan_right_hand_side_names_it() {
+    let ode = score_sde::ode::Dopri5::<f64>::new(1e-6, 1e-6).unwrap();
+    let mut rhs = |_t: f64, _x: ArrayView2<f64>, mut out: ArrayViewMut2<f64>| {
+        out.fill(f64::NAN);
+        Ok(())
+    };
+    let mut x = array![[1.0, 2.0]];
+    let err = ode
+        .solve(
+            &mut rhs,
+            0.0,
+            1.0,
+            &mut x,
+            &mut score_sde::observe::NoObserver,
+        )
+        .unwrap_err();
+    match err {
+        Error::NoConvergence { reason, .. } => assert!(reason.contains("non-finite"), "{reason}"),
+        e => panic!("{e}"),
+    }
+}

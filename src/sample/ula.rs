@@ -61,12 +61,7 @@ pub(super) fn gaussian_init<F: Real>(
     std: F,
     rng: &mut dyn RngCore,
 ) -> Result<Array2<F>> {
-    if n == 0 || dim == 0 {
-        return Err(Error::Empty {
-            what: "initial batch (n or dim is 0)",
-        });
-    }
-    let mut x = Array2::<F>::zeros((n, dim));
+    let mut x = crate::check::zeros_batch::<F>("initial batch (n × dim)", n, dim)?;
     for v in x.iter_mut() {
         *v = F::standard_normal(rng) * std;
     }
