@@ -7,7 +7,7 @@
 //! step size. The right-hand side may interpret the columns as it likes — the likelihood
 //! integrates the augmented state `[x, Δlog p]` with `D + 1` columns. This module knows
 //! nothing of SDEs or scores: the probability-flow right-hand side is
-//! [`PfOdeRhs`](crate::flow::PfOdeRhs), and the samplers run these steps through
+//! [`PfOdeRhs`](crate::dynamics::PfOdeRhs), and the samplers run these steps through
 //! [`sample::ProbabilityFlow`](crate::sample::ProbabilityFlow).
 //!
 //! | method | order | stages (NFE) per step | source |

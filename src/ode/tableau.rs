@@ -14,7 +14,7 @@
 //! here: [`integrate_fixed`](super::integrate_fixed) runs any tableau on a grid and
 //! [`AdaptiveRk`](super::AdaptiveRk) runs any embedded pair with step-size control.
 
-/// An explicit Runge–Kutta method (see the [module docs](self)). Fields are public so a
+/// An explicit Runge–Kutta method (see the [module docs](crate::ode)). Fields are public so a
 /// user can write a method of their own as a constant; [`Tableau::validate`] checks it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tableau {

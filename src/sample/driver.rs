@@ -265,12 +265,15 @@ impl<F: Real> ScoreModel<F> for Counted<'_, F> {
     }
 }
 
-/// What the driver lends a step: the counted score model, the run's noise streams and
-/// whether the observer constrains the state between steps.
+/// What the driver lends a step: the counted score model, the run's noise streams and the
+/// observer's constraint (for methods that apply it inside a step too).
 pub struct StepContext<'a, F: Real> {
     model: Counted<'a, F>,
     noise: Option<RowNoise>,
     constrained: bool,
+    observer: &'a mut dyn Observer<F>,
+    /// The 1-based number of the step in progress (what the observer is told).
+    step: usize,
 }
 
 impl<F: Real> std::fmt::Debug for StepContext<'_, F> {
@@ -279,7 +282,8 @@ impl<F: Real> std::fmt::Debug for StepContext<'_, F> {
             .field("nfe", &self.nfe())
             .field("noise", &self.noise)
             .field("constrained", &self.constrained)
-            .finish()
+            .field("step", &self.step)
+            .finish_non_exhaustive()
     }
 }
 
@@ -308,6 +312,15 @@ impl<'a, F: Real> StepContext<'a, F> {
     /// steps (an FSAL stage) must recompute it.
     pub fn constrained(&self) -> bool {
         self.constrained
+    }
+    /// Apply the observer's constraint ([`Observer::constrain`]) to `x` at time `t` inside a
+    /// step — as score_sde's inpainting does after each corrector step, not only after the
+    /// predictor. The driver applies it after every step anyway; this is for sub-steps.
+    pub fn constrain(&mut self, t: F, x: ArrayViewMut2<F>) -> Result<()> {
+        if self.constrained {
+            self.observer.constrain(self.step, t, x)?;
+        }
+        Ok(())
     }
 }
 
@@ -473,13 +486,16 @@ impl<F: Real, M: StepMethod<F>> GridSampler<F, M> {
             })?),
         };
         let n = x.nrows();
+        let constrained = observer.constrains();
         let mut ctx = StepContext {
             model: Counted {
                 inner: model,
                 calls: AtomicUsize::new(0),
             },
             noise: rows.seed.map(|s| RowNoise::for_rows(s, rows.first, n)),
-            constrained: observer.constrains(),
+            constrained,
+            observer,
+            step: 1,
         };
         let mut state = self.method.init(&mut ctx, &x, plan)?;
         let mut steps = 0usize;
@@ -524,7 +540,8 @@ impl<F: Real, M: StepMethod<F>> GridSampler<F, M> {
                     }
                     t = t_new;
                     steps += 1;
-                    after_step(observer, steps, t, &mut x)?;
+                    after_step(ctx.observer, steps, t, &mut x)?;
+                    ctx.step = steps + 1;
                 }
             }
             _ => {
@@ -550,7 +567,8 @@ impl<F: Real, M: StepMethod<F>> GridSampler<F, M> {
                         }
                     }
                     steps += 1;
-                    after_step(observer, steps, info.t_next, &mut x)?;
+                    after_step(ctx.observer, steps, info.t_next, &mut x)?;
+                    ctx.step = steps + 1;
                 }
             }
         }
@@ -559,7 +577,7 @@ impl<F: Real, M: StepMethod<F>> GridSampler<F, M> {
             ctx.model().score(x.view(), t_end, s.view_mut())?;
             tweedie_inplace(x.view(), alpha, sigma, s.view_mut());
             x = s;
-            after_step(observer, steps + 1, t_end, &mut x)?;
+            after_step(ctx.observer, steps + 1, t_end, &mut x)?;
         }
         let mut run = Run::new(x, ctx.nfe(), steps);
         run.rejected = rejected;
