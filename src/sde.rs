@@ -26,6 +26,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMu
 use rand::RngCore;
 use std::fmt::Debug;
 use std::marker::PhantomData;
+use std::ops::Range;
 
 /// A forward (noising) SDE `dx = f(x, t) dt + g(t) dw` on `R^D`, `t ∈ [t_min, T]`.
 ///
@@ -39,6 +40,24 @@ pub trait ForwardSde<F: Real>: Send + Sync + Debug {
     fn t_range(&self) -> (F, F);
     /// Draw `n` samples of the prior `p_T` in `dim` dimensions.
     fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>>;
+    /// Rows `rows` of a prior batch drawn from `seed`: row `i` equals row `rows.start + i` of
+    /// the batch of `rows.end` rows, whatever the range — what a run split over processes
+    /// needs ([`RunSpec`](crate::sample::RunSpec)). [`LinearSde`] draws each row from its
+    /// own stream ([`RowNoise::for_rows`]), at the cost of the rows asked for. The default
+    /// draws rows `0..rows.end` with [`ForwardSde::sample_prior`] from a generator seeded
+    /// with `seed` and keeps the range: correct for any prior, but its cost grows with
+    /// `rows.end` — override it for large runs.
+    fn sample_prior_rows(&self, seed: u64, rows: Range<usize>, dim: usize) -> Result<Array2<F>> {
+        use rand::SeedableRng;
+        if rows.start >= rows.end {
+            return Err(Error::Empty {
+                what: "prior rows (empty range)",
+            });
+        }
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+        let all = self.sample_prior(rows.end, dim, &mut rng)?;
+        Ok(all.slice_move(ndarray::s![rows, ..]))
+    }
     /// Write the prior log-density `log p_T(x)` of each row into `out`.
     fn prior_log_prob(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()>;
     /// The forward step from `t − dt` to `t` as score_sde's `SDE.discretize`:
@@ -107,6 +126,7 @@ macro_rules! forward_sde_ptr {
             fn diffusion(&self, t: F) -> F { (**self).diffusion(t) }
             fn t_range(&self) -> (F, F) { (**self).t_range() }
             fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> { (**self).sample_prior(n, dim, rng) }
+            fn sample_prior_rows(&self, seed: u64, rows: Range<usize>, dim: usize) -> Result<Array2<F>> { (**self).sample_prior_rows(seed, rows, dim) }
             fn prior_log_prob(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()> { (**self).prior_log_prob(x, out) }
             fn discretize(&self, x: ArrayView2<F>, t: F, dt: F, f_out: ArrayViewMut2<F>) -> Result<F> { (**self).discretize(x, t, dt, f_out) }
             fn linear_schedule(&self) -> Option<&dyn Schedule<F>> { (**self).linear_schedule() }
@@ -342,8 +362,13 @@ impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
         self.schedule.t_range()
     }
     fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
+        self.sample_prior_rows(rng.next_u64(), 0..n, dim)
+    }
+    /// `s z` with `z` from the row streams of rows `rows` of `seed`.
+    fn sample_prior_rows(&self, seed: u64, rows: Range<usize>, dim: usize) -> Result<Array2<F>> {
+        let n = rows.end.saturating_sub(rows.start);
         let mut z = check::zeros_batch::<F>("prior batch (n × dim)", n, dim)?;
-        fill_normal(z.view_mut(), rng);
+        RowNoise::for_rows(seed, rows.start, n).fill(z.view_mut());
         z.mapv_inplace(|v| v * self.prior_std);
         Ok(z)
     }

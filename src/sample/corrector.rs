@@ -92,6 +92,11 @@ pub trait Corrector<F: Real>: Send + Sync + Debug {
     }
     /// Corrector steps at each grid time (each one score call).
     fn steps(&self) -> usize;
+    /// Whether a row's step depends on that row alone (the default); a batch-mean step
+    /// rule couples the rows and keeps a run from being split into row ranges.
+    fn is_batch_independent(&self) -> bool {
+        true
+    }
     /// One corrector step on the batch `x`.
     fn correct(
         &self,
@@ -109,6 +114,9 @@ impl<F: Real, C: Corrector<F> + ?Sized> Corrector<F> for Box<C> {
     }
     fn steps(&self) -> usize {
         (**self).steps()
+    }
+    fn is_batch_independent(&self) -> bool {
+        (**self).is_batch_independent()
     }
     fn correct(
         &self,
@@ -261,6 +269,9 @@ impl<F: Real> Corrector<F> for LangevinCorrector {
     fn steps(&self) -> usize {
         self.steps
     }
+    fn is_batch_independent(&self) -> bool {
+        self.rule.is_batch_independent()
+    }
     /// One Langevin step at `at.t` with `α_i = at.alpha_i`. One score call.
     fn correct(
         &self,
@@ -400,6 +411,12 @@ impl<F: Real> Corrector<F> for CorrectorKind {
     }
     fn steps(&self) -> usize {
         self.nfe_per_step()
+    }
+    fn is_batch_independent(&self) -> bool {
+        match self {
+            CorrectorKind::None => true,
+            CorrectorKind::Langevin(c) => c.rule.is_batch_independent(),
+        }
     }
     fn correct(
         &self,

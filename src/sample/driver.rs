@@ -64,7 +64,7 @@
 //! # Ok::<(), score_sde::Error>(())
 //! ```
 
-use super::{Run, Sampler, check_initial, standard_layout};
+use super::{Run, RunSpec, Sampler, check_initial, standard_layout};
 use crate::error::{Error, Result};
 use crate::grid::TimeGrid;
 use crate::num::{Real, RowNoise};
@@ -74,6 +74,7 @@ use crate::tweedie::tweedie_inplace;
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use rand::RngCore;
 use std::fmt::Debug;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How a [`GridSampler`] advances through time.
@@ -381,6 +382,26 @@ pub trait StepMethod<F: Real>: Send + Sync + Debug {
     fn finish(&self, state: Self::State, run: &mut Run<F>) {
         let _ = (state, run);
     }
+
+    /// The initial states of rows `rows` of a run whose initial batch is drawn from `seed`:
+    /// row `i` must be row `rows.start + i` of the whole batch (per-row streams,
+    /// [`RowNoise::for_rows`]; for a prior, [`ForwardSde::sample_prior_rows`](crate::ForwardSde::sample_prior_rows)).
+    /// The default is [`Error::Unsupported`].
+    fn initial_rows(&self, seed: u64, rows: Range<usize>, dim: usize) -> Result<Array2<F>> {
+        let _ = (seed, rows, dim);
+        Err(Error::Unsupported {
+            what: "initial_rows",
+            reason: format!("{self:?} does not draw row-addressable initial states"),
+        })
+    }
+
+    /// Whether a row's result depends on that row alone (its initial state and its noise
+    /// streams), so that a run can be split into row ranges. The default is `true`; a
+    /// method that couples rows (a batch-mean step, a step size shared by the batch) says
+    /// `false`, and [`Sampler::run_rows`] then refuses shards.
+    fn is_batch_independent(&self) -> bool {
+        true
+    }
 }
 
 /// Which rows of which run a batch is, for [`GridSampler::drive`].
@@ -605,4 +626,47 @@ impl<F: Real, M: StepMethod<F>> Sampler<F> for GridSampler<F, M> {
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         self.method.initial_state(n, dim, rng)
     }
+    fn initial_rows(&self, spec: &RunSpec, dim: usize) -> Result<Array2<F>> {
+        check_spec(spec)?;
+        self.method.initial_rows(spec.prior_seed(), spec.rows.clone(), dim)
+    }
+    fn run_rows(
+        &self,
+        model: &dyn ScoreModel<F>,
+        x: Array2<F>,
+        spec: &RunSpec,
+        observer: &mut dyn Observer<F>,
+    ) -> Result<Run<F>> {
+        check_spec(spec)?;
+        check_initial(model, &x.view())?;
+        crate::check::same_shape("initial batch (rows of the spec)", &[spec.len()], &[x.nrows()])?;
+        if !spec.is_whole() && !self.method.is_batch_independent() {
+            return Err(Error::Unsupported {
+                what: "a shard of this sampler",
+                reason: format!(
+                    "{:?} couples the rows of a batch (a batch-mean step rule or a step size \
+                     shared by the batch), so rows {:?} alone would differ from the whole run",
+                    self.method, spec.rows
+                ),
+            });
+        }
+        let rows = RunRows {
+            seed: self.method.is_stochastic().then(|| spec.noise_seed()),
+            first: spec.rows.start,
+            denoise: true,
+        };
+        self.drive(&self.plan, model, standard_layout(x), rows, observer)
+    }
+}
+
+/// A spec built outside the constructors (its fields are public) can be inconsistent.
+fn check_spec(spec: &RunSpec) -> Result<()> {
+    if spec.rows.start >= spec.rows.end || spec.rows.end > spec.total {
+        return Err(Error::param(
+            "rows",
+            spec.rows.end as f64,
+            "a run spec needs a non-empty row range inside 0..total",
+        ));
+    }
+    Ok(())
 }

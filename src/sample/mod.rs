@@ -48,6 +48,7 @@ mod mala;
 pub mod pc;
 pub mod pf_ode;
 pub mod predictor;
+pub mod run_spec;
 mod ula;
 
 pub use crate::num::RowNoise;
@@ -66,6 +67,7 @@ pub use predictor::{
     AncestralSampling, EulerMaruyama, NoPredictor, PcBuffers, Predictor, PredictorKind,
     ReverseDiffusion,
 };
+pub use run_spec::RunSpec;
 pub use ula::{Ula, UlaStep};
 
 use crate::check;
@@ -165,6 +167,46 @@ pub trait Sampler<F: Real>: Send + Sync + Debug {
         let x = self.initial_state(n, dim, rng)?;
         self.run(model, x, rng)
     }
+
+    /// The initial states of rows `spec.rows` of the run `spec`: row `i` is row
+    /// `spec.rows.start + i` of the whole run's initial batch (see [`RunSpec`]).
+    ///
+    /// The default is [`Error::Unsupported`]; [`GridSampler`] implements it.
+    fn initial_rows(&self, spec: &RunSpec, dim: usize) -> Result<Array2<F>> {
+        let _ = (spec, dim);
+        Err(Error::Unsupported {
+            what: "initial_rows",
+            reason: format!("{self:?} does not implement row-addressable runs"),
+        })
+    }
+
+    /// Run rows `spec.rows` of the run `spec` from their initial states `x`: every step's
+    /// noise for row `i` comes from the stream of row `spec.rows.start + i`, so the result
+    /// is rows `spec.rows` of the whole run, bit for bit. Calls `observer` after every step.
+    ///
+    /// Errors with [`Error::Unsupported`] for a shard (not the whole run) of a sampler whose
+    /// rows interact. The default is [`Error::Unsupported`]; [`GridSampler`] implements it.
+    fn run_rows(
+        &self,
+        model: &dyn ScoreModel<F>,
+        x: Array2<F>,
+        spec: &RunSpec,
+        observer: &mut dyn Observer<F>,
+    ) -> Result<Run<F>> {
+        let _ = (model, x, spec, observer);
+        Err(Error::Unsupported {
+            what: "run_rows",
+            reason: format!("{self:?} does not implement row-addressable runs"),
+        })
+    }
+
+    /// Rows `spec.rows` of the run `spec`: [`Sampler::initial_rows`], then
+    /// [`Sampler::run_rows`] with the non-finite check. Shards of one run, made in any
+    /// order, processes or machines, concatenate to the whole run exactly ([`RunSpec`]).
+    fn sample_rows(&self, model: &dyn ScoreModel<F>, dim: usize, spec: &RunSpec) -> Result<Run<F>> {
+        let x = self.initial_rows(spec, dim)?;
+        self.run_rows(model, x, spec, &mut FiniteCheck)
+    }
 }
 
 impl<F: Real, S: Sampler<F> + ?Sized> Sampler<F> for Box<S> {
@@ -179,6 +221,18 @@ impl<F: Real, S: Sampler<F> + ?Sized> Sampler<F> for Box<S> {
     }
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         (**self).initial_state(n, dim, rng)
+    }
+    fn initial_rows(&self, spec: &RunSpec, dim: usize) -> Result<Array2<F>> {
+        (**self).initial_rows(spec, dim)
+    }
+    fn run_rows(
+        &self,
+        model: &dyn ScoreModel<F>,
+        x: Array2<F>,
+        spec: &RunSpec,
+        observer: &mut dyn Observer<F>,
+    ) -> Result<Run<F>> {
+        (**self).run_rows(model, x, spec, observer)
     }
 }
 

@@ -90,6 +90,9 @@ impl<F: Real, S: ForwardSde<F>> StepMethod<F> for PfOde<F, S> {
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         self.sde.sample_prior(n, dim, rng)
     }
+    fn initial_rows(&self, seed: u64, rows: std::ops::Range<usize>, dim: usize) -> Result<Array2<F>> {
+        self.sde.sample_prior_rows(seed, rows, dim)
+    }
     fn init(
         &self,
         ctx: &mut StepContext<'_, F>,
@@ -155,6 +158,11 @@ impl<F: Real, S: ForwardSde<F>> StepMethod<F> for PfOde<F, S> {
         self.sde
             .linear_schedule()
             .map(|sch| (sch.alpha(t), sch.sigma(t)))
+    }
+    /// The adaptive solver's step size is shared by the batch (its error norm is the
+    /// maximum over rows): its rows are coupled.
+    fn is_batch_independent(&self) -> bool {
+        matches!(self.solver, OdeSolver::Fixed(_))
     }
     fn nfe_per_step(&self) -> Option<usize> {
         match self.solver {

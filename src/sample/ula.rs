@@ -68,6 +68,21 @@ pub(super) fn gaussian_init<F: Real>(
     Ok(x)
 }
 
+/// Rows `rows` of an `N(0, std² I)` batch drawn from `seed`, each row from its own stream
+/// (so any row range equals those rows of the whole batch).
+pub(super) fn gaussian_rows<F: Real>(
+    seed: u64,
+    rows: std::ops::Range<usize>,
+    dim: usize,
+    std: F,
+) -> Result<Array2<F>> {
+    let n = rows.end.saturating_sub(rows.start);
+    let mut x = crate::check::zeros_batch::<F>("initial batch (n × dim)", n, dim)?;
+    crate::num::RowNoise::for_rows(seed, rows.start, n).fill(x.view_mut());
+    x.mapv_inplace(|v| v * std);
+    Ok(x)
+}
+
 /// `x += δ s + √(2δ) z` over the whole batch, `z` drawn inside the update (one pass, no
 /// noise buffer).
 pub(super) fn langevin_update<F: Real>(
@@ -106,6 +121,9 @@ impl<F: Real> StepMethod<F> for UlaStep<F> {
     }
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         gaussian_init(n, dim, self.init_std, rng)
+    }
+    fn initial_rows(&self, seed: u64, rows: std::ops::Range<usize>, dim: usize) -> Result<Array2<F>> {
+        gaussian_rows(seed, rows, dim, self.init_std)
     }
     fn init(&self, _: &mut StepContext<'_, F>, x: &Array2<F>, _: &Plan<F>) -> Result<Array2<F>> {
         Ok(Array2::zeros(x.raw_dim()))
