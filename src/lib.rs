@@ -152,6 +152,11 @@ pub mod prelude {
 #[doc = include_str!("../docs/guide.md")]
 pub struct GuideDoctests;
 
+/// docs/scaling.md's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/scaling.md")]
+pub struct ScalingDoctests;
+
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

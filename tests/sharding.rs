@@ -51,11 +51,21 @@ fn samplers<F: Real>() -> Vec<(&'static str, Box<dyn Sampler<F>>)> {
         ("DDIM", Box::new(Ddim::new(sde.clone(), l.clone()).unwrap())),
         (
             "DDIM η = 0.7",
-            Box::new(Ddim::new(sde.clone(), l.clone()).unwrap().eta(F::lit(0.7)).unwrap()),
+            Box::new(
+                Ddim::new(sde.clone(), l.clone())
+                    .unwrap()
+                    .eta(F::lit(0.7))
+                    .unwrap(),
+            ),
         ),
         (
             "DPM-Solver++ 3M",
-            Box::new(DpmSolverPp::new(sde.clone(), l.clone()).unwrap().order(3).unwrap()),
+            Box::new(
+                DpmSolverPp::new(sde.clone(), l.clone())
+                    .unwrap()
+                    .order(3)
+                    .unwrap(),
+            ),
         ),
         (
             "DPM-Solver++ 2M SDE",
@@ -68,12 +78,30 @@ fn samplers<F: Real>() -> Vec<(&'static str, Box<dyn Sampler<F>>)> {
         ),
         (
             "EDM Heun churn",
-            Box::new(EdmHeun::new(sde.clone(), k.clone()).unwrap().churn(F::lit(10.0)).unwrap()),
+            Box::new(
+                EdmHeun::new(sde.clone(), k.clone())
+                    .unwrap()
+                    .churn(F::lit(10.0))
+                    .unwrap(),
+            ),
         ),
-        ("Euler ancestral", Box::new(EulerAncestral::new(sde.clone(), k).unwrap().denoise_final(true))),
-        ("PF-ODE RK4", Box::new(ProbabilityFlow::fixed(sde.clone(), FixedMethod::Rk4, u).unwrap())),
+        (
+            "Euler ancestral",
+            Box::new(
+                EulerAncestral::new(sde.clone(), k)
+                    .unwrap()
+                    .denoise_final(true),
+            ),
+        ),
+        (
+            "PF-ODE RK4",
+            Box::new(ProbabilityFlow::fixed(sde.clone(), FixedMethod::Rk4, u).unwrap()),
+        ),
         ("ULA", Box::new(Ula::new(F::lit(0.01), 6).unwrap())),
-        ("MALA", Box::new(Mala::new(problems::ring2d::<F>(), F::lit(0.01), 6).unwrap())),
+        (
+            "MALA",
+            Box::new(Mala::new(problems::ring2d::<F>(), F::lit(0.01), 6).unwrap()),
+        ),
         (
             "annealed Langevin",
             Box::new(AnnealedLangevin::new(F::one(), F::lit(0.01), 3, 3, F::lit(1e-4)).unwrap()),
@@ -112,11 +140,19 @@ fn splits_are_bit_identical<F: Real>() {
                 .iter()
                 .zip(whole.iter())
                 .all(|(a, b)| a.as_f64().to_bits() == b.as_f64().to_bits());
-            assert!(same, "{name}: {} shards differ from the whole run", shards.len());
+            assert!(
+                same,
+                "{name}: {} shards differ from the whole run",
+                shards.len()
+            );
         }
         // `split` and `part` give the same shards as an array job would ask for.
         let parts: Vec<_> = (0..3)
-            .map(|i| s.sample_rows(&model, 2, &run.part(i, 3).unwrap()).unwrap().samples)
+            .map(|i| {
+                s.sample_rows(&model, 2, &run.part(i, 3).unwrap())
+                    .unwrap()
+                    .samples
+            })
             .collect();
         assert_eq!(glue(&parts), whole, "{name}: split(3)");
     }
@@ -140,16 +176,26 @@ fn samplers_whose_rows_interact_refuse_shards_but_run_whole() {
     let coupled: Vec<(&str, Box<dyn Sampler<f64>>)> = vec![
         (
             "batch-mean Langevin",
-            Box::new(Pc::new(sde.clone(), TimeGrid::uniform(sde.schedule(), 5).unwrap()).unwrap().snr(0.16).unwrap()),
+            Box::new(
+                Pc::new(sde.clone(), TimeGrid::uniform(sde.schedule(), 5).unwrap())
+                    .unwrap()
+                    .snr(0.16)
+                    .unwrap(),
+            ),
         ),
         (
             "adaptive PF-ODE",
-            Box::new(ProbabilityFlow::adaptive(sde.clone(), Dopri5::new(1e-3, 1e-3).unwrap())),
+            Box::new(ProbabilityFlow::adaptive(
+                sde.clone(),
+                Dopri5::new(1e-3, 1e-3).unwrap(),
+            )),
         ),
     ];
     for (name, s) in coupled {
         assert!(s.sample_rows(&model, 2, &run).is_ok(), "{name}: whole run");
-        let e = s.sample_rows(&model, 2, &run.shard(0..100).unwrap()).unwrap_err();
+        let e = s
+            .sample_rows(&model, 2, &run.shard(0..100).unwrap())
+            .unwrap_err();
         assert!(matches!(e, Error::Unsupported { .. }), "{name}: {e}");
     }
 }
@@ -173,7 +219,12 @@ fn run_specs_are_validated() {
     let model = AnalyticScore::new(problems::ring2d::<f64>(), VpLinear::<f64>::default());
     let x = pc.initial_rows(&r, 2).unwrap();
     let e = pc
-        .run_rows(&model, x, &r.shard(0..4).unwrap(), &mut score_sde::observe::NoObserver)
+        .run_rows(
+            &model,
+            x,
+            &r.shard(0..4).unwrap(),
+            &mut score_sde::observe::NoObserver,
+        )
         .unwrap_err();
     assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
     // The same spec from a plain RNG is reproducible through its seed.

@@ -1,7 +1,7 @@
 //! Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1).
 
 use super::driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
-use super::ula::{gaussian_rows, gaussian_init, langevin_update, nonzero_steps};
+use super::ula::{gaussian_init, gaussian_rows, langevin_update, nonzero_steps};
 use crate::check::positive;
 use crate::error::{Error, Result};
 use crate::num::Real;
@@ -73,7 +73,12 @@ impl<F: Real> StepMethod<F> for AnnealedLangevinStep<F> {
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         gaussian_init(n, dim, self.init_std, rng)
     }
-    fn initial_rows(&self, seed: u64, rows: std::ops::Range<usize>, dim: usize) -> Result<Array2<F>> {
+    fn initial_rows(
+        &self,
+        seed: u64,
+        rows: std::ops::Range<usize>,
+        dim: usize,
+    ) -> Result<Array2<F>> {
         gaussian_rows(seed, rows, dim, self.init_std)
     }
     fn init(&self, _: &mut StepContext<'_, F>, x: &Array2<F>, _: &Plan<F>) -> Result<Array2<F>> {

@@ -628,7 +628,8 @@ impl<F: Real, M: StepMethod<F>> Sampler<F> for GridSampler<F, M> {
     }
     fn initial_rows(&self, spec: &RunSpec, dim: usize) -> Result<Array2<F>> {
         check_spec(spec)?;
-        self.method.initial_rows(spec.prior_seed(), spec.rows.clone(), dim)
+        self.method
+            .initial_rows(spec.prior_seed(), spec.rows.clone(), dim)
     }
     fn run_rows(
         &self,
@@ -639,7 +640,11 @@ impl<F: Real, M: StepMethod<F>> Sampler<F> for GridSampler<F, M> {
     ) -> Result<Run<F>> {
         check_spec(spec)?;
         check_initial(model, &x.view())?;
-        crate::check::same_shape("initial batch (rows of the spec)", &[spec.len()], &[x.nrows()])?;
+        crate::check::same_shape(
+            "initial batch (rows of the spec)",
+            &[spec.len()],
+            &[x.nrows()],
+        )?;
         if !spec.is_whole() && !self.method.is_batch_independent() {
             return Err(Error::Unsupported {
                 what: "a shard of this sampler",

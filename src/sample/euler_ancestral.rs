@@ -39,7 +39,12 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for EulerAncestralStep<F, S> {
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         self.sde.sample_prior(n, dim, rng)
     }
-    fn initial_rows(&self, seed: u64, rows: std::ops::Range<usize>, dim: usize) -> Result<Array2<F>> {
+    fn initial_rows(
+        &self,
+        seed: u64,
+        rows: std::ops::Range<usize>,
+        dim: usize,
+    ) -> Result<Array2<F>> {
         self.sde.sample_prior_rows(seed, rows, dim)
     }
     fn init(&self, _: &mut StepContext<'_, F>, x: &Array2<F>, _: &Plan<F>) -> Result<Self::State> {

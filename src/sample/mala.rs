@@ -2,7 +2,7 @@
 
 use super::Run;
 use super::driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
-use super::ula::{gaussian_rows, fixed_level, gaussian_init, nonzero_steps, score_time};
+use super::ula::{fixed_level, gaussian_init, gaussian_rows, nonzero_steps, score_time};
 use crate::check::positive;
 use crate::error::{Error, Result};
 use crate::num::Real;
@@ -56,7 +56,12 @@ impl<F: Real, L: LogDensity<F>> StepMethod<F> for MalaStep<F, L> {
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         gaussian_init(n, dim, self.init_std, rng)
     }
-    fn initial_rows(&self, seed: u64, rows: std::ops::Range<usize>, dim: usize) -> Result<Array2<F>> {
+    fn initial_rows(
+        &self,
+        seed: u64,
+        rows: std::ops::Range<usize>,
+        dim: usize,
+    ) -> Result<Array2<F>> {
         gaussian_rows(seed, rows, dim, self.init_std)
     }
     /// The chain's score and log-density at the initial state (one score call).

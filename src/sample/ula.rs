@@ -122,7 +122,12 @@ impl<F: Real> StepMethod<F> for UlaStep<F> {
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         gaussian_init(n, dim, self.init_std, rng)
     }
-    fn initial_rows(&self, seed: u64, rows: std::ops::Range<usize>, dim: usize) -> Result<Array2<F>> {
+    fn initial_rows(
+        &self,
+        seed: u64,
+        rows: std::ops::Range<usize>,
+        dim: usize,
+    ) -> Result<Array2<F>> {
         gaussian_rows(seed, rows, dim, self.init_std)
     }
     fn init(&self, _: &mut StepContext<'_, F>, x: &Array2<F>, _: &Plan<F>) -> Result<Array2<F>> {
