@@ -108,3 +108,43 @@ pub(crate) fn starting_step<F: Real>(h0: F, d1: F, d2: F, order: usize, span: F)
         l(1e-6).min(span)
     }
 }
+
+/// The error norm of the diffusion solvers' embedded pairs — adaptive DPM-Solver (Lu et al.
+/// 2022, "DPM-Solver", §4.2 / App. C, Alg. 4–5) and "Gotta Go Fast" (Jolicoeur-Martineau
+/// et al. 2021, Alg. 1): for each row, the RMS over its columns of
+/// `(hi − lo) / max(atol, rtol · max(|lo|, |prev|))` with `prev` the lower-order solution
+/// of the last accepted step, maximised over the rows; NaN propagates.
+pub(crate) fn pair_error_norm<F: Real>(
+    hi: &[F],
+    lo: &[F],
+    prev: &[F],
+    d: usize,
+    (atol, rtol): (F, F),
+) -> F {
+    let mut worst = F::zero();
+    let dd = F::from_usize_lossy(d);
+    for ((h, l), p) in hi.chunks(d).zip(lo.chunks(d)).zip(prev.chunks(d)) {
+        let mut s = F::zero();
+        for j in 0..d {
+            let sc = atol.max(rtol * l[j].abs().max(p[j].abs()));
+            let q = (h[j] - l[j]) / sc;
+            s += q * q;
+        }
+        let r = (s / dd).sqrt();
+        if r.is_nan() || r > worst {
+            worst = r;
+        }
+    }
+    worst
+}
+
+/// The I controller of the same papers: the next step `θ h err^{−expo}` (`θ = 0.9`,
+/// `expo = 1/k` for an error estimate of local order `k`; 0.9 in Gotta Go Fast). A zero
+/// error gives `+∞` (the caller caps the step by what is left); a non-finite one a tenth.
+pub(crate) fn i_controller<F: Real>(h: F, err: F, theta: F, expo: F) -> F {
+    if err.is_finite() {
+        theta * h * err.powf(-expo)
+    } else {
+        h * F::lit(0.1)
+    }
+}
