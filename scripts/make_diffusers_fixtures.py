@@ -199,7 +199,8 @@ def run(name, steps, z0, noise_seed):
         "steps": steps,
         "nfe": nfe,
         "config": {k: v for k, v in dict(sched.config).items()
-                   if not k.startswith("_") and k != "trained_betas" and isinstance(v, (int, float, str, bool))},
+                   if not k.startswith("_") and k != "trained_betas" and isinstance(v, (int, float, str, bool))
+                   and not (isinstance(v, float) and not np.isfinite(v))},
         "timesteps": [float(t) for t in sched.timesteps],
         "x_init": x_vp0.tolist(),
         "noise": [z.tolist() for z in noise.drawn],
