@@ -34,6 +34,7 @@ mod fixed;
 mod tableau;
 
 pub use adaptive::{AdaptiveRk, AdaptiveState, Attempt, Dopri5};
+pub use controller::BatchNorm;
 pub(crate) use fixed::FixedStepper;
 pub use fixed::{FixedMethod, integrate_fixed};
 pub use tableau::{BS3, DOPRI5, EULER, HEUN, RK4, TSIT5, Tableau};

@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::grid::TimeGrid;
 use crate::num::Real;
 use crate::num::par::zip_update;
-use crate::ode::controller::{i_controller, pair_error_norm};
+use crate::ode::controller::{BatchNorm, SpanSteps, pair_error_norm};
 use crate::ode::explicit::flat;
 use crate::sde::MarginalSde;
 use crate::tweedie::denoise_into;
@@ -51,6 +51,7 @@ pub struct DpmAdaptiveStep<F, S> {
     h_init: F,
     theta: F,
     max_steps: usize,
+    norm: BatchNorm,
 }
 
 /// Per-run state: the data predictions at `s`, `s₁`, `s₂`, the intermediate point, both
@@ -65,8 +66,7 @@ pub struct DpmAdaptiveState<F> {
     hi: Array2<F>,
     prev: Array2<F>,
     d0_fresh: bool,
-    h: F,
-    attempts: usize,
+    ctl: SpanSteps<F>,
 }
 
 /// `(α, σ, λ)` at `t`.
@@ -201,8 +201,7 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for DpmAdaptiveStep<F, S> {
                 Array2::zeros((0, 0))
             },
             d0_fresh: false,
-            h: self.h_init,
-            attempts: 0,
+            ctl: SpanSteps::new(self.h_init, self.max_steps),
         })
     }
     fn step(
@@ -220,53 +219,37 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for DpmAdaptiveStep<F, S> {
             std::mem::swap(x, &mut st.hi);
             return Ok(Advance::Reached);
         }
-        if st.attempts >= self.max_steps {
-            return Err(Error::StepBudgetExceeded {
-                max_steps: self.max_steps,
-                t_reached: s.as_f64(),
-            });
-        }
-        st.attempts += 1;
         let sch = self.sde.schedule();
         let (lam_s, lam_end) = (sch.log_snr(s), sch.log_snr(end));
-        let left = lam_end - lam_s;
-        if !(st.h > F::lit(1e-12) * left.abs().max(F::one())) {
-            return Err(Error::NoConvergence {
-                what: "adaptive DPM-Solver step size",
-                reason: format!(
-                    "the log-SNR step underflowed at t = {} (a non-finite or wildly varying \
-                     model output)",
-                    s.as_f64()
-                ),
-            });
-        }
         // The last step lands on the end exactly (Alg. 4: h ← min(…, λ_end − λ_s)).
-        let last = st.h >= left * (F::one() - F::lit(1e-12));
+        let (h, last) = st
+            .ctl
+            .propose(lam_end - lam_s, s, "adaptive DPM-Solver step size")?;
         let t = if last {
             end
         } else {
-            sch.t_of_log_snr(lam_s + st.h)?
-                .max(end.min(s))
-                .min(end.max(s))
+            sch.t_of_log_snr(lam_s + h)?.max(end.min(s)).min(end.max(s))
         };
         // `D_s` is kept across rejections: the state is unchanged and the driver observes
         // (and constrains) only after accepted steps.
         self.pair(ctx, st, x, s, t, true)?;
         let tol = (self.atol, self.rtol);
-        let err = pair_error_norm(flat(&st.hi), flat(&st.lo), flat(&st.prev), x.ncols(), tol);
+        let err = pair_error_norm(
+            flat(&st.hi),
+            flat(&st.lo),
+            flat(&st.prev),
+            x.ncols(),
+            tol,
+            self.norm,
+        );
         let expo = F::one() / F::from_usize_lossy(self.order);
         let h_used = sch.log_snr(t) - lam_s;
-        if err <= F::one() {
+        if st.ctl.settle(h_used, err, self.theta, expo) {
             std::mem::swap(x, &mut st.hi);
             std::mem::swap(&mut st.prev, &mut st.lo);
             st.d0_fresh = false;
-            st.h = i_controller(h_used, err, self.theta, expo);
-            if !(st.h > F::zero()) {
-                st.h = h_used;
-            }
             Ok(Advance::To(t))
         } else {
-            st.h = i_controller(h_used, err, self.theta, expo);
             Ok(Advance::Rejected)
         }
     }
@@ -317,6 +300,7 @@ impl<F: Real, S: MarginalSde<F>> GridSampler<F, DpmAdaptiveStep<F, S>> {
             h_init: F::lit(0.05),
             theta: F::lit(0.9),
             max_steps: 10_000,
+            norm: BatchNorm::MaxSample,
         };
         GridSampler::with_plan(step, Plan::Span { from: hi, to: lo })
     }
@@ -339,6 +323,11 @@ impl<F: Real, S: MarginalSde<F>> GridSampler<F, DpmAdaptiveStep<F, S>> {
     pub fn initial_step(mut self, h: F) -> Result<Self> {
         self.method.h_init = positive("initial_step", h)?;
         Ok(self)
+    }
+    /// How the samples' errors combine ([`BatchNorm::MaxSample`], the paper's, by default).
+    pub fn batch_norm(mut self, norm: BatchNorm) -> Self {
+        self.method.norm = norm;
+        self
     }
     /// The budget of attempted steps (at least 1).
     pub fn max_steps(mut self, n: usize) -> Result<Self> {

@@ -31,7 +31,7 @@ use crate::dynamics::reverse_drift;
 use crate::error::{Error, Result};
 use crate::grid::TimeGrid;
 use crate::num::Real;
-use crate::ode::controller::{i_controller, pair_error_norm};
+use crate::ode::controller::{BatchNorm, SpanSteps, pair_error_norm};
 use crate::ode::explicit::flat;
 use crate::sde::ForwardSde;
 use ndarray::{Array2, Zip};
@@ -47,6 +47,7 @@ pub struct GgfStep<F, S> {
     theta: F,
     expo: F,
     max_steps: usize,
+    norm: BatchNorm,
     noise: Option<NoiseTable<F>>,
 }
 
@@ -62,8 +63,7 @@ pub struct GgfState<F> {
     prev: Array2<F>,
     z: Array2<F>,
     b0_fresh: bool,
-    h: F,
-    attempts: usize,
+    ctl: SpanSteps<F>,
 }
 
 impl<F: Real, S: ForwardSde<F>> GgfStep<F, S> {
@@ -154,8 +154,7 @@ impl<F: Real, S: ForwardSde<F>> StepMethod<F> for GgfStep<F, S> {
             },
             z: z(),
             b0_fresh: false,
-            h: self.h_init,
-            attempts: 0,
+            ctl: SpanSteps::new(self.h_init, self.max_steps),
         })
     }
     fn step(
@@ -172,40 +171,27 @@ impl<F: Real, S: ForwardSde<F>> StepMethod<F> for GgfStep<F, S> {
             std::mem::swap(x, &mut st.x2);
             return Ok(Advance::Reached);
         }
-        if st.attempts >= self.max_steps {
-            return Err(Error::StepBudgetExceeded {
-                max_steps: self.max_steps,
-                t_reached: t.as_f64(),
-            });
-        }
-        let left = t - end;
-        if !(st.h > F::lit(1e-10) * left.abs().max(F::one())) {
-            return Err(Error::NoConvergence {
-                what: "adaptive reverse-SDE step size",
-                reason: format!(
-                    "the step underflowed at t = {} (a non-finite or wildly varying score)",
-                    t.as_f64()
-                ),
-            });
-        }
-        let k = st.attempts;
-        st.attempts += 1;
-        let last = st.h >= left * (F::one() - F::lit(1e-12));
-        let t_new = if last { end } else { t - st.h };
+        let k = st.ctl.attempts();
+        let (h, last) = st
+            .ctl
+            .propose(t - end, t, "adaptive reverse-SDE step size")?;
+        let t_new = if last { end } else { t - h };
         // b(x, t) is kept across rejections: the state is unchanged and the driver observes
         // (and constrains) only after accepted steps.
         self.attempt(ctx, st, x, t, t_new, k)?;
         let tol = (self.atol, self.rtol);
-        let err = pair_error_norm(flat(&st.x2), flat(&st.x1), flat(&st.prev), x.ncols(), tol);
-        let h_used = t - t_new;
-        st.h = i_controller(h_used, err, self.theta, self.expo);
-        if err <= F::one() {
+        let err = pair_error_norm(
+            flat(&st.x2),
+            flat(&st.x1),
+            flat(&st.prev),
+            x.ncols(),
+            tol,
+            self.norm,
+        );
+        if st.ctl.settle(t - t_new, err, self.theta, self.expo) {
             std::mem::swap(x, &mut st.x2);
             std::mem::swap(&mut st.prev, &mut st.x1);
             st.b0_fresh = false;
-            if !(st.h > F::zero()) {
-                st.h = h_used;
-            }
             Ok(Advance::To(t_new))
         } else {
             Ok(Advance::Rejected)
@@ -255,6 +241,7 @@ impl<F: Real, S: ForwardSde<F>> GridSampler<F, GgfStep<F, S>> {
             theta: F::lit(0.9),
             expo: F::lit(0.9),
             max_steps: 100_000,
+            norm: BatchNorm::MaxSample,
             noise: None,
         };
         GridSampler::with_plan(step, Plan::Span { from: hi, to: lo })
@@ -277,6 +264,11 @@ impl<F: Real, S: ForwardSde<F>> GridSampler<F, GgfStep<F, S>> {
     pub fn exponent(mut self, r: F) -> Result<Self> {
         self.method.expo = positive("exponent", r)?;
         Ok(self)
+    }
+    /// How the samples' errors combine ([`BatchNorm::MaxSample`], the paper's, by default).
+    pub fn batch_norm(mut self, norm: BatchNorm) -> Self {
+        self.method.norm = norm;
+        self
     }
     /// The budget of attempted steps (at least 1).
     pub fn max_steps(mut self, n: usize) -> Result<Self> {

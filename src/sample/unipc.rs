@@ -77,7 +77,7 @@ fn rhs<F: Real>(variant: UniPcVariant, h: F, p: usize) -> (F, F, [F; 3]) {
     let mut fact = F::one();
     for (j, gj) in g.iter_mut().enumerate().take(p) {
         *gj = h_phi_k * fact / b_h;
-        fact = fact * F::from_usize_lossy(j + 2);
+        fact *= F::from_usize_lossy(j + 2);
         h_phi_k = h_phi_k / hh - F::one() / fact;
     }
     (b_h, h_phi_1, g)
@@ -102,7 +102,7 @@ fn solve<F: Real>(r: &[F], g: &[F], n: usize) -> Result<[F; 3]> {
             })
             .unwrap_or(c);
         a.swap(c, piv);
-        if !(a[c][c].abs() > F::zero()) || !a[c][c].is_finite() {
+        if a[c][c] == F::zero() || !a[c][c].is_finite() {
             return Err(Error::NoConvergence {
                 what: "UniPC coefficients",
                 reason: "the log-SNR steps make the order system singular (repeated times?)".into(),
@@ -112,7 +112,7 @@ fn solve<F: Real>(r: &[F], g: &[F], n: usize) -> Result<[F; 3]> {
             if i != c {
                 let f = a[i][c] / a[c][c];
                 for k in c..4 {
-                    a[i][k] = a[i][k] - f * a[c][k];
+                    a[i][k] -= f * a[c][k];
                 }
             }
         }
@@ -167,10 +167,10 @@ impl<F: Real, S: MarginalSde<F>> UniPcStep<F, S> {
         let mut ck = [F::zero(); 3];
         for k in 1..p {
             ck[k] = ab * rho[k - 1] / r[k - 1];
-            c0 = c0 - ck[k];
+            c0 -= ck[k];
         }
         let c_cur = if correct { ab * rho[p - 1] } else { F::zero() };
-        c0 = c0 - c_cur;
+        c0 -= c_cur;
         if from_last {
             x.assign(&st.last);
         }
