@@ -553,15 +553,18 @@ fn ill32d() -> Result<GaussianMixture<f64>> {
     MixtureSpec::from_json(include_str!("../data/problems/ill32d.json"))?.build()
 }
 
+/// Builds a sampler from a setting (a tolerance or a step count).
+type MakeSampler = Box<dyn Fn(&Sde, f64) -> Result<Box<dyn Sampler<f64>>>>;
+
 /// One method's ladder of settings, cheapest first.
 struct Ladder {
     name: &'static str,
     stochastic: bool,
     settings: Vec<f64>,
-    make: Box<dyn Fn(&Sde, f64) -> Result<Box<dyn Sampler<f64>>>>,
+    make: MakeSampler,
 }
 
-fn adaptive_rk(tab: Tableau) -> Box<dyn Fn(&Sde, f64) -> Result<Box<dyn Sampler<f64>>>> {
+fn adaptive_rk(tab: Tableau) -> MakeSampler {
     Box::new(
         move |sde: &Sde, tol: f64| -> Result<Box<dyn Sampler<f64>>> {
             let solver = Dopri5::new(tol, tol)?.with_tableau(tab)?;
@@ -709,15 +712,12 @@ fn floor_table(problems: &[Problem], sde: &Sde, ladders: &[Ladder]) -> Result<()
 /// tolerance at the floor on all three problems", with NFE and the criterion per problem.
 fn settings_table(problems: &[Problem], sde: &Sde) -> Result<()> {
     let mut rows: Vec<Ladder> = Vec::new();
-    let one =
-        |name: &'static str,
-         stochastic: bool,
-         make: Box<dyn Fn(&Sde, f64) -> Result<Box<dyn Sampler<f64>>>>| Ladder {
-            name,
-            stochastic,
-            settings: vec![0.0],
-            make,
-        };
+    let one = |name: &'static str, stochastic: bool, make: MakeSampler| Ladder {
+        name,
+        stochastic,
+        settings: vec![0.0],
+        make,
+    };
     rows.push(one(
         "Dopri5 1e-3",
         false,
@@ -732,6 +732,11 @@ fn settings_table(problems: &[Problem], sde: &Sde) -> Result<()> {
         "Tsit5 2e-3",
         false,
         Box::new(|sde, _| adaptive_rk(TSIT5)(sde, 2e-3)),
+    ));
+    rows.push(one(
+        "BS3 1e-3",
+        false,
+        Box::new(|sde, _| adaptive_rk(BS3)(sde, 1e-3)),
     ));
     rows.push(one(
         "BS3 3e-3",
@@ -805,7 +810,9 @@ fn settings_table(problems: &[Problem], sde: &Sde) -> Result<()> {
             Ok(Box::new(DpmSolverPp::new(sde.clone(), g)?.order(3)?))
         }),
     ));
-    for row in &rows {
+    // `NFE_SWEEP_ONLY=text` keeps the rows whose name contains `text`.
+    let only = std::env::var("NFE_SWEEP_ONLY").unwrap_or_default();
+    for row in rows.iter().filter(|r| r.name.contains(only.as_str())) {
         let mut cells = Vec::new();
         for p in problems {
             let s = (row.make)(sde, 0.0)?;
