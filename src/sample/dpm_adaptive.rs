@@ -263,7 +263,7 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for DpmAdaptiveStep<F, S> {
 }
 
 /// Adaptive DPM-Solver-12 / -23 in data prediction (Lu et al. 2022, Alg. 4–5; see the
-/// [module docs](dpm_adaptive)): the [`GridSampler`] of a [`DpmAdaptiveStep`], over the
+/// [module docs](crate::sample::dpm_adaptive)): the [`GridSampler`] of a [`DpmAdaptiveStep`], over the
 /// SDE's whole range (a span) by default. Tolerances in, steps out: `Run::steps` and
 /// `Run::rejected` count accepted and rejected attempts; NFE = `k` per
 /// accepted and `k − 1` per rejected attempt (`k` = 2 or 3).

@@ -16,7 +16,16 @@ use ndarray::{Array2, ArrayViewMut2};
 use std::sync::Arc;
 
 /// A run's step noise given from outside: entry `k` is the standard-normal draw `z` of the
-/// method's `k`-th noise draw, one row per sample (see the [module docs](self)).
+/// method's `k`-th noise draw, one row per sample.
+///
+/// The stochastic methods that accept it ([`DpmSolverPp`](super::DpmSolverPp) with
+/// [`DpmVariant::Sde`](super::DpmVariant), [`EulerAncestral`](super::EulerAncestral),
+/// [`GottaGoFast`](super::GottaGoFast)) take draw `k` from entry `k` instead of the driver's
+/// per-row streams: one entry per step of a grid method, one per attempted step of the
+/// adaptive SDE solver. Each entry must have the batch's shape. The driver still seeds its
+/// streams, so the caller's RNG advances as usual; the samples depend only on the table.
+/// Use it to reproduce another library's stochastic run (diffusers' `generator`) or to
+/// couple Brownian increments in a test.
 ///
 /// ```
 /// use score_sde::sample::NoiseTable;

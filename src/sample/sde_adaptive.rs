@@ -208,7 +208,7 @@ impl<F: Real, S: ForwardSde<F>> StepMethod<F> for GgfStep<F, S> {
 }
 
 /// The adaptive reverse-SDE solver "Gotta Go Fast" (Jolicoeur-Martineau et al. 2021,
-/// Alg. 1; see the [module docs](sde_adaptive)) for any
+/// Alg. 1; see the [module docs](crate::sample::sde_adaptive)) for any
 /// [`ForwardSde`]: the [`GridSampler`] of a [`GgfStep`], over the SDE's whole range by
 /// default. NFE = 2 per accepted and 1 per rejected attempt (+1 with
 /// [`GridSampler::denoise_final`]); `Run::steps` and `Run::rejected` count them.

@@ -258,7 +258,7 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for UniPcStep<F, S> {
     }
 }
 
-/// UniPC (Zhao et al. 2023; see the [module docs](unipc)): the [`GridSampler`] of a
+/// UniPC (Zhao et al. 2023; see the [module docs](crate::sample::unipc)): the [`GridSampler`] of a
 /// [`UniPcStep`], diffusers' `UniPCMultistepScheduler` with `predict_x0=True`. One NFE per
 /// step (+1 with [`GridSampler::denoise_final`]).
 ///
