@@ -9,8 +9,9 @@ mod common;
 use ndarray::{Array2, Axis, concatenate};
 use score_sde::prelude::*;
 use score_sde::sample::{
-    AnnealedLangevin, Ddim, Dopri5, DpmSolverPp, DpmVariant, EdmHeun, EulerAncestral, FixedMethod,
-    Mala, Pc, PcOrder, PredictorKind, ProbabilityFlow, RunSpec, StepRule, Ula,
+    AnnealedLangevin, Ddim, Dopri5, DpmAdaptive, DpmSolverPp, DpmVariant, EdmHeun, EulerAncestral,
+    FixedMethod, GottaGoFast, Mala, Pc, PcOrder, PredictorKind, ProbabilityFlow, RunSpec, StepRule,
+    Ula, UniPc,
 };
 
 /// Rows: two parallel blocks and a ragged tail.
@@ -95,7 +96,24 @@ fn samplers<F: Real>() -> Vec<(&'static str, Box<dyn Sampler<F>>)> {
         ),
         (
             "PF-ODE RK4",
-            Box::new(ProbabilityFlow::fixed(sde.clone(), FixedMethod::Rk4, u).unwrap()),
+            Box::new(ProbabilityFlow::fixed(sde.clone(), FixedMethod::Rk4, u.clone()).unwrap()),
+        ),
+        (
+            "UniPC-3",
+            Box::new(
+                UniPc::new(sde.clone(), u.clone())
+                    .unwrap()
+                    .order(3)
+                    .unwrap(),
+            ),
+        ),
+        (
+            "DPM-Solver-3 on a grid",
+            Box::new(DpmAdaptive::fixed(sde.clone(), 3, u.clone()).unwrap()),
+        ),
+        (
+            "Gotta Go Fast on a grid",
+            Box::new(GottaGoFast::fixed(sde.clone(), u).unwrap()),
         ),
         ("ULA", Box::new(Ula::new(F::lit(0.01), 6).unwrap())),
         (
@@ -189,6 +207,14 @@ fn samplers_whose_rows_interact_refuse_shards_but_run_whole() {
                 sde.clone(),
                 Dopri5::new(1e-3, 1e-3).unwrap(),
             )),
+        ),
+        (
+            "adaptive DPM-Solver-23",
+            Box::new(DpmAdaptive::new(sde.clone(), 3, 1e-2, 1e-2).unwrap()),
+        ),
+        (
+            "adaptive Gotta Go Fast",
+            Box::new(GottaGoFast::new(sde.clone(), 5e-2, 5e-2).unwrap()),
         ),
     ];
     for (name, s) in coupled {

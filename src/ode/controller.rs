@@ -4,6 +4,7 @@
 //! in Hairer & Wanner II, §IV.2). Any adaptive method — a tableau here, or a diffusion
 //! solver with its own error estimate — can use them.
 
+use crate::error::{Error, Result};
 use crate::num::Real;
 
 /// The error norm over a batch: for each row (sample), the RMS over its columns of
@@ -106,5 +107,130 @@ pub(crate) fn starting_step<F: Real>(h0: F, d1: F, d2: F, order: usize, span: F)
         h
     } else {
         l(1e-6).min(span)
+    }
+}
+
+/// The error norm of the diffusion solvers' embedded pairs — adaptive DPM-Solver (Lu et al.
+/// 2022, "DPM-Solver", §4.2 / App. C, Alg. 4–5) and "Gotta Go Fast" (Jolicoeur-Martineau
+/// et al. 2021, Alg. 1): for each row, the RMS over its columns of
+/// `(hi − lo) / max(atol, rtol · max(|lo|, |prev|))` with `prev` the lower-order solution
+/// of the last accepted step, maximised over the rows; NaN propagates.
+pub(crate) fn pair_error_norm<F: Real>(
+    hi: &[F],
+    lo: &[F],
+    prev: &[F],
+    d: usize,
+    (atol, rtol): (F, F),
+    over: BatchNorm,
+) -> F {
+    if over == BatchNorm::Rms {
+        return pair_error_rms(hi, lo, prev, (atol, rtol));
+    }
+    let mut worst = F::zero();
+    let dd = F::from_usize_lossy(d);
+    for ((h, l), p) in hi.chunks(d).zip(lo.chunks(d)).zip(prev.chunks(d)) {
+        let mut s = F::zero();
+        for j in 0..d {
+            let sc = atol.max(rtol * l[j].abs().max(p[j].abs()));
+            let q = (h[j] - l[j]) / sc;
+            s += q * q;
+        }
+        let r = (s / dd).sqrt();
+        if r.is_nan() || r > worst {
+            worst = r;
+        }
+    }
+    worst
+}
+
+/// The RMS of the same scaled differences over the whole batch.
+fn pair_error_rms<F: Real>(hi: &[F], lo: &[F], prev: &[F], (atol, rtol): (F, F)) -> F {
+    let mut s = F::zero();
+    for ((&h, &l), &p) in hi.iter().zip(lo).zip(prev) {
+        let q = (h - l) / atol.max(rtol * l.abs().max(p.abs()));
+        s += q * q;
+    }
+    (s / F::from_usize_lossy(hi.len().max(1))).sqrt()
+}
+
+/// How an adaptive diffusion solver sharing one step over a batch combines the samples'
+/// errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BatchNorm {
+    /// The largest per-sample RMS error: every sample meets the tolerance (the official
+    /// adaptive DPM-Solver; Gotta Go Fast's per-sample control made batch-wide). Steps
+    /// shrink as the batch grows (its extreme samples do).
+    MaxSample,
+    /// The RMS over the whole batch: the error of a typical sample; the steps do not
+    /// depend on the batch size.
+    Rms,
+}
+
+/// The I controller of the same papers: the next step `θ h err^{−expo}` (`θ = 0.9`,
+/// `expo = 1/k` for an error estimate of local order `k`; 0.9 in Gotta Go Fast). A zero
+/// error gives `+∞` (the caller caps the step by what is left); a non-finite one a tenth.
+pub(crate) fn i_controller<F: Real>(h: F, err: F, theta: F, expo: F) -> F {
+    if err.is_finite() {
+        theta * h * err.powf(-expo)
+    } else {
+        h * F::lit(0.1)
+    }
+}
+
+/// The step-size bookkeeping of an adaptive diffusion solver crossing a span in some
+/// coordinate (time, log-SNR) with the [`i_controller`]: the current step, the attempt
+/// budget, the underflow check and the landing on the end point.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpanSteps<F> {
+    h: F,
+    attempts: usize,
+    max_steps: usize,
+}
+
+impl<F: Real> SpanSteps<F> {
+    pub fn new(h0: F, max_steps: usize) -> Self {
+        Self {
+            h: h0,
+            attempts: 0,
+            max_steps,
+        }
+    }
+    /// Attempts made so far.
+    pub fn attempts(&self) -> usize {
+        self.attempts
+    }
+    /// The next attempt with `left > 0` still to go (at time `t`, for messages): the step
+    /// and whether it lands on the end (`h ← min(h, left)`, Lu et al. 2022 Alg. 4 step 9;
+    /// Jolicoeur-Martineau et al. 2021 Alg. 1). Errors when the budget is spent or the step
+    /// underflowed (`h ≤ 1e-10 · max(left, 1)`).
+    pub fn propose(&mut self, left: F, t: F, what: &'static str) -> Result<(F, bool)> {
+        if self.attempts >= self.max_steps {
+            return Err(Error::StepBudgetExceeded {
+                max_steps: self.max_steps,
+                t_reached: t.as_f64(),
+            });
+        }
+        if self.h.is_nan() || self.h <= F::lit(1e-10) * left.abs().max(F::one()) {
+            return Err(Error::NoConvergence {
+                what,
+                reason: format!(
+                    "the step underflowed at t = {} (a non-finite or wildly varying model \
+                     output)",
+                    t.as_f64()
+                ),
+            });
+        }
+        self.attempts += 1;
+        let last = self.h >= left * (F::one() - F::lit(1e-12));
+        Ok((if last { left } else { self.h }, last))
+    }
+    /// After an attempt of size `h_used` with error norm `err`: the next step
+    /// `θ h err^{−expo}`; returns whether the attempt is accepted (`err ≤ 1`).
+    pub fn settle(&mut self, h_used: F, err: F, theta: F, expo: F) -> bool {
+        let next = i_controller(h_used, err, theta, expo);
+        let accepted = err <= F::one();
+        self.h = if next > F::zero() { next } else { h_used };
+        accepted
     }
 }

@@ -16,6 +16,8 @@
 //! | [`HEUN`] / [`FixedMethod::Heun`] | 2 | 2 | explicit trapezoid (Heun's method) |
 //! | [`RK4`] / [`FixedMethod::Rk4`] | 4 | 4 | classic Runge–Kutta |
 //! | [`DOPRI5`] / [`Dopri5`] | 5(4), adaptive | 6 (FSAL) | Dormand & Prince 1980; Hairer, Nørsett & Wanner I, §II.4–5 |
+//! | [`TSIT5`] | 5(4), adaptive | 6 (FSAL) | Tsitouras 2011 |
+//! | [`BS3`] | 3(2), adaptive | 3 (FSAL) | Bogacki & Shampine 1989 |
 //!
 //! A new method is a new [`Tableau`] constant; the step-size control (error norm, PI
 //! controller, starting step) lives in `controller` as functions of scalars.
@@ -32,9 +34,10 @@ mod fixed;
 mod tableau;
 
 pub use adaptive::{AdaptiveRk, AdaptiveState, Attempt, Dopri5};
+pub use controller::BatchNorm;
 pub(crate) use fixed::FixedStepper;
 pub use fixed::{FixedMethod, integrate_fixed};
-pub use tableau::{DOPRI5, EULER, HEUN, RK4, Tableau};
+pub use tableau::{BS3, DOPRI5, EULER, HEUN, RK4, TSIT5, Tableau};
 
 use crate::error::{Error, Result};
 use crate::num::Real;

@@ -23,15 +23,19 @@
 //! x_s = (σ_s/σ_t) e^{−h} x_t + α_s (1 − e^{−2h}) (D₀ + ½ (D₀ − D₋₁)/r₀) + σ_s √(1 − e^{−2h}) z
 //! ```
 //!
-//! Lower orders are used for the warm-up steps and, with [`DpmSolverPp::lower_order_final`]
-//! (default on), for the final steps: step `i` of `n` uses order `min(k, i + 1, n − i)`.
+//! Lower orders are used for the warm-up steps (step `i` uses order `≤ i + 1`) and on the
+//! final steps as [`FinalOrder`] says: by default ([`FinalOrder::Lowered`]) step `i` of `n`
+//! uses order `min(k, i + 1, n − i)`; [`FinalOrder::Diffusers`] is diffusers'
+//! `lower_order_final=True` (only below 15 steps, counting a final denoise as a step).
 
 use super::driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
+use super::noise_table::{NoiseTable, draw};
 use crate::error::{Error, Result};
-use crate::grid::TimeGrid;
+use crate::grid::{DiffusersTimesteps, FinalSigmas, TimeGrid};
 use crate::num::Real;
 use crate::num::par::zip_update;
-use crate::sde::MarginalSde;
+use crate::schedule::DiscreteVp;
+use crate::sde::{LinearSde, MarginalSde};
 use crate::tweedie::denoise_into;
 use ndarray::{Array2, Zip};
 use rand::RngCore;
@@ -64,6 +68,29 @@ pub enum ThirdOrder {
     Diffusers,
 }
 
+/// Which final steps of multistep DPM-Solver++ run at a lower order.
+///
+/// Write `n` for the grid's steps and `k` for the order; step `i` (from 0) always uses at
+/// most order `i + 1` (the warm-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FinalOrder {
+    /// No lowering: full order up to the last step.
+    Full,
+    /// Step `i` of `n` uses order `≤ n − i` (the last step first order, the one before at
+    /// most second), at every step count. What `lower_order_final(true)` means here, and
+    /// the default: on the quadratic grid it is what brings 3M to the noise floor at 30 NFE
+    /// (`docs/deterministic.md`).
+    Lowered,
+    /// diffusers' `lower_order_final=True` (`DPMSolverMultistepScheduler`): only when the
+    /// run has fewer than 15 model calls, the last call is first order and the one before
+    /// at most second order. A final denoise set by
+    /// `final_sigmas(FinalSigmas::Zero)` is the last
+    /// call (diffusers' `final_sigmas_type="zero"`), so the last grid step keeps order 2:
+    /// with the same timesteps, noise and model this reproduces diffusers' samples.
+    Diffusers,
+}
+
 /// One step of multistep DPM-Solver++ of order 1, 2 (2M) or 3 (3M), ODE or SDE variant
 /// (see the [module docs](self)).
 #[derive(Debug, Clone)]
@@ -71,9 +98,10 @@ pub struct DpmSolverPpStep<F, S> {
     sde: S,
     order: usize,
     variant: DpmVariant,
-    lower_order_final: bool,
+    final_order: FinalOrder,
+    final_zero: bool,
     third: ThirdOrder,
-    _f: std::marker::PhantomData<fn() -> F>,
+    noise: Option<NoiseTable<F>>,
 }
 
 /// Per-run state of DPM-Solver++: the last three data predictions, the last two log-SNR
@@ -145,9 +173,18 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for DpmSolverPpStep<F, S> {
         denoise_into(ctx.model(), sched, x.view(), t, st.m0.view_mut())?;
         let i = step.index;
         let mut k = self.order.min(i + 1);
-        if self.lower_order_final {
-            if let Some(n) = step.steps {
-                k = k.min(n - i);
+        if let Some(n) = step.steps {
+            match self.final_order {
+                FinalOrder::Full => {}
+                FinalOrder::Lowered => k = k.min(n - i),
+                FinalOrder::Diffusers => {
+                    // diffusers' `lower_order_final` / `lower_order_second` over its model
+                    // calls: the grid's steps and the final denoise, if any.
+                    let calls = n + usize::from(self.final_zero);
+                    if calls < 15 {
+                        k = k.min(calls - i);
+                    }
+                }
             }
         }
         let (a_s, s_s, s_t) = (sched.alpha(s), sched.sigma(s), sched.sigma(t));
@@ -159,7 +196,7 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for DpmSolverPpStep<F, S> {
             let r = s_s / s_t * (-h).exp();
             let c0 = a_s * em;
             let cz = s_s * em.max(F::zero()).sqrt();
-            ctx.noise()?.fill(st.z.view_mut());
+            draw(self.noise.as_ref(), ctx, i, st.z.view_mut())?;
             if k == 1 {
                 Zip::from(&mut *x)
                     .and(m0)
@@ -256,9 +293,10 @@ impl<F: Real, S: MarginalSde<F>> GridSampler<F, DpmSolverPpStep<F, S>> {
             sde,
             order: 2,
             variant: DpmVariant::Ode,
-            lower_order_final: true,
+            final_order: FinalOrder::Lowered,
+            final_zero: false,
             third: ThirdOrder::Taylor,
-            _f: std::marker::PhantomData,
+            noise: None,
         };
         GridSampler::with_grid(step, grid)
     }
@@ -294,9 +332,70 @@ impl<F: Real, S: MarginalSde<F>> GridSampler<F, DpmSolverPpStep<F, S>> {
         self.method.third = form;
         self
     }
-    /// Lower the order on the last steps (step `i` of `n` uses at most order `n − i`).
+    /// Lower the order on the last steps (step `i` of `n` uses at most order `n − i`,
+    /// [`FinalOrder::Lowered`]) or not ([`FinalOrder::Full`]).
+    ///
+    /// **Not diffusers' `lower_order_final`**, which lowers only below 15 steps and counts
+    /// the final denoise: for that use [`final_order`](Self::final_order)`(FinalOrder::Diffusers)`
+    /// or `DpmSolverPp::diffusers`.
     pub fn lower_order_final(mut self, on: bool) -> Self {
-        self.method.lower_order_final = on;
+        self.method.final_order = if on {
+            FinalOrder::Lowered
+        } else {
+            FinalOrder::Full
+        };
         self
+    }
+    /// Which final steps run at a lower order (see [`FinalOrder`]).
+    pub fn final_order(mut self, rule: FinalOrder) -> Self {
+        self.method.final_order = rule;
+        self
+    }
+    /// Where the run ends, as diffusers' `final_sigmas_type`: [`FinalSigmas::Zero`] turns on
+    /// the final Tweedie denoise ([`GridSampler::denoise_final`]) and makes
+    /// [`FinalOrder::Diffusers`] count it as the last model call; [`FinalSigmas::SigmaMin`]
+    /// turns it off (the grid ends at `t = 1/N`).
+    pub fn final_sigmas(mut self, last: FinalSigmas) -> Self {
+        let zero = last == FinalSigmas::Zero;
+        self.method.final_zero = zero;
+        self.denoise_final = zero;
+        self
+    }
+    /// The SDE variant takes step `i`'s noise from entry `i` of `table` instead of the
+    /// per-row streams (see [`NoiseTable`]): to reproduce another library's run.
+    pub fn noise_table(mut self, table: NoiseTable<F>) -> Self {
+        self.method.noise = Some(table);
+        self
+    }
+}
+
+impl<F: Real> GridSampler<F, DpmSolverPpStep<F, LinearSde<F, DiscreteVp<F>>>> {
+    /// DPM-Solver++ as diffusers' `DPMSolverMultistepScheduler` runs it on the same β
+    /// table: order 2, the ODE variant, diffusers' lower-order final steps
+    /// ([`FinalOrder::Diffusers`]), diffusers' third-order coefficient
+    /// ([`ThirdOrder::Diffusers`], for `.order(3)`), and the grid and final step of
+    /// `timesteps` ([`DiffusersTimesteps::grid`](crate::grid::DiffusersTimesteps::grid)).
+    /// `.variant(DpmVariant::Sde)` is `algorithm_type="sde-dpmsolver++"`.
+    ///
+    /// ```
+    /// use score_sde::grid::{DiffusersFamily, DiffusersTimesteps};
+    /// use score_sde::prelude::*;
+    /// use score_sde::sample::DpmSolverPp;
+    /// use score_sde::sde::LinearSde;
+    /// let sde = LinearSde::new(DiscreteVp::<f64>::ddpm_linear(1000, 1e-4, 0.02)?);
+    /// let cfg = DiffusersTimesteps::new(DiffusersFamily::Multistep, 20);
+    /// let solver = DpmSolverPp::diffusers(sde, &cfg)?;
+    /// assert_eq!(solver.nfe(), Some(20)); // 19 steps and the final denoise
+    /// # Ok::<(), score_sde::Error>(())
+    /// ```
+    pub fn diffusers(
+        sde: LinearSde<F, DiscreteVp<F>>,
+        timesteps: &DiffusersTimesteps,
+    ) -> Result<Self> {
+        let grid = timesteps.grid(sde.schedule())?;
+        Ok(Self::new(sde, grid)?
+            .third_order(ThirdOrder::Diffusers)
+            .final_order(FinalOrder::Diffusers)
+            .final_sigmas(timesteps.final_sigmas))
     }
 }

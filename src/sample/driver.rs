@@ -397,8 +397,9 @@ pub trait StepMethod<F: Real>: Send + Sync + Debug {
 
     /// Whether a row's result depends on that row alone (its initial state and its noise
     /// streams), so that a run can be split into row ranges. The default is `true`; a
-    /// method that couples rows (a batch-mean step, a step size shared by the batch) says
-    /// `false`, and [`Sampler::run_rows`] then refuses shards.
+    /// method that couples rows (a batch-mean step) says `false`, and
+    /// [`Sampler::run_rows`] then refuses shards — as it does for every adaptive run over a
+    /// [`Plan::Span`], whose step size the batch shares.
     fn is_batch_independent(&self) -> bool {
         true
     }
@@ -645,7 +646,10 @@ impl<F: Real, M: StepMethod<F>> Sampler<F> for GridSampler<F, M> {
             &[spec.len()],
             &[x.nrows()],
         )?;
-        if !spec.is_whole() && !self.method.is_batch_independent() {
+        // Adaptive steps over a span share one step size across the batch (chosen from the
+        // rows' errors together): those rows are coupled as well.
+        let coupled = !self.method.is_batch_independent() || matches!(self.plan, Plan::Span { .. });
+        if !spec.is_whole() && coupled {
             return Err(Error::Unsupported {
                 what: "a shard of this sampler",
                 reason: format!(

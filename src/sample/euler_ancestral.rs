@@ -4,6 +4,7 @@
 
 use super::driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
 use super::edm::{denoise_tilde, scale};
+use super::noise_table::{NoiseTable, draw};
 use crate::error::Result;
 use crate::grid::TimeGrid;
 use crate::num::Real;
@@ -17,6 +18,7 @@ pub struct EulerAncestralStep<F, S> {
     sde: S,
     eta: F,
     s_noise: F,
+    noise: Option<NoiseTable<F>>,
 }
 
 /// Per-run buffers of Euler-ancestral sampling.
@@ -79,7 +81,7 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for EulerAncestralStep<F, S> {
         // x̃ + (σ_down − σ_i)(x̃ − D)/σ_i = D + (σ_down/σ_i)(x̃ − D).
         let ratio = down / sig_i;
         if self.is_stochastic() {
-            ctx.noise()?.fill(st.z.view_mut());
+            draw(self.noise.as_ref(), ctx, step.index, st.z.view_mut())?;
             let c = up * self.s_noise;
             Zip::from(&mut *x)
                 .and(&st.den)
@@ -133,6 +135,7 @@ impl<F: Real, S: MarginalSde<F>> GridSampler<F, EulerAncestralStep<F, S>> {
             sde,
             eta: F::one(),
             s_noise: F::one(),
+            noise: None,
         };
         GridSampler::with_grid(step, grid)
     }
@@ -145,5 +148,11 @@ impl<F: Real, S: MarginalSde<F>> GridSampler<F, EulerAncestralStep<F, S>> {
     pub fn s_noise(mut self, s_noise: F) -> Result<Self> {
         self.method.s_noise = crate::check::positive("s_noise", s_noise)?;
         Ok(self)
+    }
+    /// Take step `i`'s noise from entry `i` of `table` instead of the per-row streams (see
+    /// [`NoiseTable`]): to reproduce another library's run.
+    pub fn noise_table(mut self, table: NoiseTable<F>) -> Self {
+        self.method.noise = Some(table);
+        self
     }
 }

@@ -12,6 +12,9 @@
 //! | `dpm_solver.rs` | [`DpmSolverPp`] (1, 2M, 3M, SDE) | [`DpmSolverPpStep`] |
 //! | `edm.rs` | [`EdmHeun`] (churn) | [`EdmHeunStep`] |
 //! | `euler_ancestral.rs` | [`EulerAncestral`] | [`EulerAncestralStep`] |
+//! | `dpm_adaptive.rs` | [`DpmAdaptive`] (DPM-Solver-12/-23 with error control; singlestep 2S/3S on a grid) | [`DpmAdaptiveStep`] |
+//! | `unipc.rs` | [`UniPc`] (bh1/bh2, orders 1–3) | [`UniPcStep`] |
+//! | `sde_adaptive.rs` | [`GottaGoFast`] (adaptive reverse SDE, EM + improved Euler) | [`GgfStep`] |
 //! | `pf_ode.rs` | [`ProbabilityFlow`] (fixed tableaux, adaptive; encode/decode) | [`PfOde`] |
 //! | `ula.rs`, `mala.rs`, `annealed.rs` | [`Ula`], [`Mala`], [`AnnealedLangevin`] | [`UlaStep`], [`MalaStep`], [`AnnealedLangevinStep`] |
 //!
@@ -40,27 +43,33 @@
 mod annealed;
 pub mod corrector;
 pub mod ddim;
+pub mod dpm_adaptive;
 pub mod dpm_solver;
 pub mod driver;
 pub mod edm;
 mod euler_ancestral;
 mod mala;
+mod noise_table;
 pub mod pc;
 pub mod pf_ode;
 pub mod predictor;
 pub mod run_spec;
+pub mod sde_adaptive;
 mod ula;
+pub mod unipc;
 
 pub use crate::num::RowNoise;
 pub use crate::ode::{AdaptiveRk, Dopri5, FixedMethod};
 pub use annealed::{AnnealedLangevin, AnnealedLangevinStep};
 pub use corrector::{Corrector, CorrectorKind, LangevinCorrector, NoCorrector, StepRule};
 pub use ddim::{Ddim, DdimStep};
-pub use dpm_solver::{DpmSolverPp, DpmSolverPpStep, DpmVariant, ThirdOrder};
+pub use dpm_adaptive::{DpmAdaptive, DpmAdaptiveStep};
+pub use dpm_solver::{DpmSolverPp, DpmSolverPpStep, DpmVariant, FinalOrder, ThirdOrder};
 pub use driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
 pub use edm::{EdmHeun, EdmHeunStep};
 pub use euler_ancestral::{EulerAncestral, EulerAncestralStep};
 pub use mala::{Mala, MalaStep};
+pub use noise_table::NoiseTable;
 pub use pc::{Pc, PcOrder, PcStep};
 pub use pf_ode::{OdeSolver, PfOde, ProbabilityFlow};
 pub use predictor::{
@@ -68,7 +77,9 @@ pub use predictor::{
     ReverseDiffusion,
 };
 pub use run_spec::RunSpec;
+pub use sde_adaptive::{GgfStep, GottaGoFast};
 pub use ula::{Ula, UlaStep};
+pub use unipc::{UniPc, UniPcStep, UniPcVariant};
 
 use crate::check;
 use crate::error::{Error, Result};

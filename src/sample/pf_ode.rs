@@ -164,11 +164,6 @@ impl<F: Real, S: ForwardSde<F>> StepMethod<F> for PfOde<F, S> {
             .linear_schedule()
             .map(|sch| (sch.alpha(t), sch.sigma(t)))
     }
-    /// The adaptive solver's step size is shared by the batch (its error norm is the
-    /// maximum over rows): its rows are coupled.
-    fn is_batch_independent(&self) -> bool {
-        matches!(self.solver, OdeSolver::Fixed(_))
-    }
     fn nfe_per_step(&self) -> Option<usize> {
         match self.solver {
             OdeSolver::Fixed(m) => Some(m.stages()),
