@@ -20,7 +20,8 @@
 //! | [`ode`] | batch ODE integrators: Runge–Kutta tableaux, fixed steps, adaptive steps with error control |
 //! | [`dynamics`] | the reverse-time drift `f − w g² s` and the probability-flow right-hand side, written once |
 //! | [`num`] | the numerical substrate: `Real`, row noise streams, SIMD detection, row blocks |
-//! | [`likelihood`] | divergence estimators (exact, finite differences, Hutchinson), bits/dim |
+//! | [`jacobian`] | Jacobian–vector products of a score model by central differences; probe vectors |
+//! | [`likelihood`] | PF-ODE log-likelihood with any prior, divergence estimators, bits/dim, the DDPM variational bound |
 //! | [`metrics`] | mean/covariance error, component weights, sliced W1, log-likelihood gap |
 //! | [`observe`] | per-step hooks: non-finite checks, trajectories |
 //! | [`train`] | denoising score matching: batches, targets, weightings, loss |
@@ -106,6 +107,7 @@ pub mod dynamics;
 pub mod error;
 pub mod gmm;
 pub mod grid;
+pub mod jacobian;
 pub mod likelihood;
 mod linalg;
 pub mod metrics;

@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("observe", 5),
     ("tweedie", 6),
     ("ode", 6),
+    ("jacobian", 6),
     ("dynamics", 7),
     ("gmm", 7),
     ("metrics", 8),

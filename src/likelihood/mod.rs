@@ -23,7 +23,9 @@
 mod bpd;
 mod divergence;
 mod ode;
+mod vlb;
 
 pub use bpd::{DataScaling, bits_per_dim, dequantize_uniform};
 pub use divergence::{Divergence, DivergenceMethod, Probe};
-pub use ode::{Likelihood, OdeLikelihood};
+pub use ode::{Likelihood, OdeLikelihood, Prior};
+pub use vlb::{DdpmBound, VlbTerms};

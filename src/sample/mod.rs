@@ -63,8 +63,8 @@ pub use mala::{Mala, MalaStep};
 pub use pc::{Pc, PcOrder, PcStep};
 pub use pf_ode::{OdeSolver, PfOde, ProbabilityFlow};
 pub use predictor::{
-    AncestralSampling, EulerMaruyama, NoPredictor, PcBuffers, Predictor, PredictorKind,
-    ReverseDiffusion,
+    AncestralSampling, Ddpm, DdpmVariance, EulerMaruyama, NoPredictor, PcBuffers, Predictor,
+    PredictorKind, ReverseDiffusion,
 };
 pub use ula::{Ula, UlaStep};
 
