@@ -13,6 +13,19 @@
 //! predicting ε, x̂₀ or v regresses on `z`, `x_0` or `v = α z − σ x_0`; the weight `λ(t)` of
 //! the score-space loss is carried into the prediction's space exactly
 //! ([`TrainingBatch::loss`]), so every parameterisation optimises the same objective.
+//! Times are continuous or, as in DDPM, discrete indices ([`TimeSampling::Discrete`]).
+//!
+//! Two score-matching losses that need no noise model, on samples of the target itself:
+//! implicit score matching ([`implicit_score_matching`], Hyvärinen 2005) and sliced score
+//! matching with its variance-reduced form ([`SlicedScoreMatching`], Song et al. 2019).
+//! Both equal `½ E ‖s_θ − ∇ log p‖² − ½ E ‖∇ log p‖²`, so the exact score attains
+//! `−½ E ‖∇ log p‖²`.
+
+mod implicit;
+mod sliced;
+
+pub use implicit::implicit_score_matching;
+pub use sliced::SlicedScoreMatching;
 
 use crate::check;
 use crate::error::{Error, Result};
@@ -284,5 +297,43 @@ impl<F: Real> TrainingBatch<F> {
     pub fn loss(&self, prediction: ArrayView2<F>) -> Result<F> {
         let r = self.row_losses(prediction)?;
         Ok(r.sum() / F::from_usize_lossy(r.len()))
+    }
+}
+
+/// How [`implicit_score_matching`] gets the trace of the score's Jacobian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TraceMethod {
+    /// The model's exact divergence ([`ScoreModel::divergence`](crate::ScoreModel::divergence)).
+    #[default]
+    Exact,
+    /// Central differences along the `D` coordinate axes (`2D` score calls).
+    FiniteDifference,
+}
+
+/// A score-matching objective evaluated on a batch: one value per row and their mean.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ScoreMatchingLoss<F> {
+    /// The per-row objective.
+    pub rows: Array1<F>,
+    /// The batch mean (the loss to minimise).
+    pub mean: F,
+    /// Score calls on the batch.
+    pub nfe: usize,
+}
+
+impl<F: Real> ScoreMatchingLoss<F> {
+    /// Wrap per-row values; a non-finite value is an error, not an `Ok` holding NaN.
+    pub(crate) fn new(rows: Array1<F>, nfe: usize) -> Result<Self> {
+        if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: "score-matching loss",
+                index: i,
+                value: rows[i].as_f64(),
+            });
+        }
+        let mean = rows.sum() / F::from_usize_lossy(rows.len());
+        Ok(Self { rows, mean, nfe })
     }
 }

@@ -263,3 +263,61 @@ pub fn tweedie_coeffs(sch: &dyn Schedule<f64>, t: f64, lam: f64) -> (f64, f64, f
     let vt = at * at * lam + st * st;
     ((1.0 - st * st / vt) / at, st * st / vt, 0.0)
 }
+
+/// The steps `ε_i` that score_sde's batch-mean Langevin rule
+/// `ε = 2 α_i (snr · mean‖z‖/mean‖s‖)²` takes at the grid times of a PC run (corrector first,
+/// then `predictor`), on the law of the per-component Gaussian recursion of
+/// [`predicted_gap`]: `mean‖z‖/mean‖s‖` is replaced by `√(D / E‖s‖²)` — exact in ratio when
+/// both `z` and `s` are isotropic Gaussian vectors (both norms' means are `c_D` times their
+/// RMS) — with `E‖s‖² = Σ_k w_k Σ_j ((m_kj − α μ_kj)² + V_kj)/v_kj²` from the recursion's
+/// means `m` and variances `V`. An approximation of the coupled batch statistic by moments.
+pub fn batch_mean_steps(
+    p0: &GaussianMixture<f64>,
+    sch: &dyn Schedule<f64>,
+    times: &[f64],
+    snr: f64,
+    predictor: Reverse,
+    (mean0, var0): (f64, f64),
+) -> Vec<f64> {
+    let comps: Vec<(Vec<f64>, Array1<f64>)> = (0..p0.n_components())
+        .map(|k| {
+            let (lam, u) = sym_eigen(&p0.covs().index_axis(Axis(0), k).to_owned());
+            (lam, u.t().dot(&p0.means().row(k)))
+        })
+        .collect();
+    let d = p0.dim() as f64;
+    let mut m: Vec<Vec<f64>> = comps
+        .iter()
+        .map(|(_, mu)| mu.iter().map(|&x| mean0 * x).collect())
+        .collect();
+    let mut v: Vec<Vec<f64>> = comps.iter().map(|(lam, _)| vec![var0; lam.len()]).collect();
+    let n = times.len() - 1;
+    let mut eps = Vec::with_capacity(n);
+    for i in 0..n {
+        let (t, tn) = (times[i], times[i + 1]);
+        let at = sch.alpha(t);
+        let s2 = sch.sigma(t).powi(2);
+        let mut es2 = 0.0;
+        for (k, (lam, mu)) in comps.iter().enumerate() {
+            for j in 0..lam.len() {
+                let vt = at * at * lam[j] + s2;
+                es2 += p0.weights()[k] * ((m[k][j] - at * mu[j]).powi(2) + v[k][j]) / (vt * vt);
+            }
+        }
+        let (a, _) = sch.transition(tn, t);
+        let e = 2.0 * a * a * snr * snr * d / es2;
+        eps.push(e);
+        for (k, (lam, mu)) in comps.iter().enumerate() {
+            for j in 0..lam.len() {
+                for (c, q, nv) in [
+                    langevin_coeffs(sch, t, lam[j], e),
+                    reverse_coeffs(predictor, sch, (t, tn), lam[j], i + 1 < n),
+                ] {
+                    m[k][j] = c * m[k][j] + q * mu[j];
+                    v[k][j] = c * c * v[k][j] + nv;
+                }
+            }
+        }
+    }
+    eps
+}
