@@ -114,7 +114,7 @@ fn sub_ring() -> &'static Case<SubVp<f64>> {
             "sub-VP ring2d",
             problems::ring2d(),
             SubVpSde::default(),
-            20_000,
+            10_000,
         )
     })
 }
@@ -125,7 +125,7 @@ fn sub_r16() -> &'static Case<SubVp<f64>> {
             "sub-VP rand16d",
             problems::rand16d(),
             SubVpSde::default(),
-            8_000,
+            4_000,
         )
     })
 }
