@@ -86,6 +86,10 @@ impl<F: Real> LinearGaussian<F> {
     pub fn noise_cov(&self) -> ArrayView2<'_, F> {
         self.noise_cov.view()
     }
+    /// The lower Cholesky factor `L` of `Σ_n = L Lᵀ` (f64).
+    pub(crate) fn noise_cholesky(&self) -> ArrayView2<'_, f64> {
+        self.chol.view()
+    }
     /// Draw an observation `y = A x + L z` of one state `x` (`L Lᵀ = Σ_n`).
     pub fn observe(&self, x: ArrayView1<F>, rng: &mut dyn RngCore) -> Result<Array1<F>> {
         check::same_shape("x (length D)", &[self.a.ncols()], x.shape())?;

@@ -22,7 +22,7 @@
 //! [`Imputation`](crate::condition::Imputation)) is also applied after **every corrector
 //! step**, at the corrector's time ([`StepContext::constrain`]) — score_sde's
 //! `get_pc_inpainter` / `get_pc_colorizer`, which mask after the corrector as well as after
-//! the predictor.
+//! the predictor — and, predictor first, after the predictor before the corrector runs.
 //!
 //! Differences from score_sde, all deliberate: the grid has `n + 1` points and the
 //! predictor's `dt` is the grid spacing (score_sde uses `linspace(T, eps, N)` with
@@ -155,6 +155,11 @@ impl<F: Real, S: ForwardSde<F>, P: Predictor<F>, C: Corrector<F>> StepMethod<F>
             }
             PcOrder::PredictorFirst => {
                 self.predictor.predict(&self.sde, ctx, buf, x, step)?;
+                // The corrector must see the constrained state, as with corrector first
+                // (where the driver constrains after the predictor, between grid steps).
+                if self.corrector.steps() > 0 {
+                    ctx.constrain(step.t_next, x.view_mut())?;
+                }
                 self.correct(ctx, buf, x, step, step.t_next)?;
             }
         }
