@@ -20,6 +20,7 @@
 //! | [`ode`] | batch ODE integrators: Runge–Kutta tableaux, fixed steps, adaptive steps with error control |
 //! | [`dynamics`] | the reverse-time drift `f − w g² s` and the probability-flow right-hand side, written once |
 //! | [`num`] | the numerical substrate: `Real`, row noise streams, SIMD detection, row blocks |
+//! | [`latent`] | latent editing: spherical interpolation of PF-ODE latents, temperature rescaling |
 //! | [`jacobian`] | Jacobian–vector products of a score model by central differences; probe vectors |
 //! | [`likelihood`] | PF-ODE log-likelihood with any prior, divergence estimators, bits/dim, the DDPM variational bound |
 //! | [`metrics`] | mean/covariance error, component weights, sliced W1, log-likelihood gap |
@@ -108,6 +109,7 @@ pub mod error;
 pub mod gmm;
 pub mod grid;
 pub mod jacobian;
+pub mod latent;
 pub mod likelihood;
 mod linalg;
 pub mod metrics;

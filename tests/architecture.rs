@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("error", 1),
     ("check", 2),
     ("linalg", 2),
+    ("latent", 3),
     ("schedule", 3),
     ("grid", 4),
     ("score", 5),
