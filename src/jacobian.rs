@@ -71,7 +71,7 @@ impl Probe {
 /// let gm = GaussianMixture::gaussian(array![0.0, 0.0], array![[2.0, 0.0], [0.0, 0.5]])?;
 /// let model = AnalyticScore::new(gm, VpLinear::default());
 /// let mut jvp = ScoreJvp::new(1, 2)?;
-/// let mut out = Array2::zeros((1, 2));
+/// let mut out = Array2::<f64>::zeros((1, 2));
 /// jvp.eval(&model, array![[0.3, -1.0]].view(), 0.0, array![[1.0, 1.0]].view(), out.view_mut())?;
 /// assert!((out[[0, 0]] + 0.5).abs() < 1e-8 && (out[[0, 1]] + 2.0).abs() < 1e-8);
 /// # Ok::<(), score_sde::Error>(())

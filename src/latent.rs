@@ -28,7 +28,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Zip};
 /// ```
 /// use score_sde::latent::slerp;
 /// use ndarray::array;
-/// let (a, b) = (array![1.0, 0.0], array![0.0, 1.0]);
+/// let (a, b) = (array![1.0_f64, 0.0], array![0.0, 1.0]);
 /// let m = slerp(a.view(), b.view(), 0.5).unwrap();
 /// // Half-way along the quarter circle: norm 1, 45 degrees.
 /// assert!((m[0] - 0.5f64.sqrt()).abs() < 1e-15 && (m[1] - 0.5f64.sqrt()).abs() < 1e-15);
@@ -72,7 +72,7 @@ pub fn slerp<F: Real>(z0: ArrayView1<F>, z1: ArrayView1<F>, lambda: F) -> Result
 /// ```
 /// use score_sde::latent::interpolate;
 /// use ndarray::array;
-/// let path = interpolate(array![3.0, 0.0].view(), array![0.0, -3.0].view(), 4).unwrap();
+/// let path = interpolate(array![3.0_f64, 0.0].view(), array![0.0, -3.0].view(), 4).unwrap();
 /// assert_eq!(path.nrows(), 4);
 /// assert!(path.rows().into_iter().all(|r| (r.dot(&r).sqrt() - 3.0).abs() < 1e-12));
 /// ```
@@ -97,7 +97,7 @@ pub fn interpolate<F: Real>(z0: ArrayView1<F>, z1: ArrayView1<F>, k: usize) -> R
 /// ```
 /// use score_sde::latent::temperature;
 /// use ndarray::array;
-/// let z = temperature(array![[2.0, -4.0]].view(), 0.5).unwrap();
+/// let z = temperature(array![[2.0_f64, -4.0]].view(), 0.5).unwrap();
 /// assert_eq!(z, array![[1.0, -2.0]]);
 /// assert!(temperature(array![[1.0]].view(), -1.0).is_err());
 /// ```

@@ -73,7 +73,9 @@
 //! | score_sde `LangevinCorrector`, `AnnealedLangevinDynamics` | [`sample::Corrector`], [`sample::StepRule::Sigma`] |
 //! | score_sde `get_ode_sampler` | [`sample::ProbabilityFlow`] with [`sample::Dopri5`] |
 //! | score_sde `get_likelihood_fn`; k-diffusion `log_likelihood` | [`likelihood::OdeLikelihood`] |
-//! | score_sde `get_pc_inpainter` | [`condition::Imputation`] |
+//! | score_sde `get_pc_inpainter`, `get_pc_colorizer` | [`condition::Imputation`] (`with_basis`, `with_grouped_basis`) |
+//! | NCSN `anneal_Langevin_dynamics(step_lr)`; Song & Ermon 2019 Alg. 1 (`ε`) | [`sample::AnnealedLangevin::new`], [`sample::AnnealedLangevin::song_ermon`] |
+//! | DDPM Algorithm 2; diffusers `DDPMScheduler` (`variance_type` `fixed_large` / `fixed_small`) | [`Pc::ddpm`](sample::GridSampler::ddpm) with [`sample::DdpmVariance`] `Beta` / `BetaTilde` |
 //! | diffusers `DDIMScheduler` | [`sample::Ddim`] |
 //! | diffusers `DPMSolverMultistepScheduler` (dpmsolver++, sde-dpmsolver++); k-diffusion `sample_dpmpp_2m`, `sample_dpmpp_2m_sde` | [`sample::DpmSolverPp`] (`.order`, `.variant`) |
 //! | diffusers `EulerDiscreteScheduler`, `EulerAncestralDiscreteScheduler`; k-diffusion `sample_euler`, `sample_euler_ancestral` | [`sample::EulerAncestral`] (`.eta(0.0)` for plain Euler) |

@@ -337,3 +337,16 @@ impl<F: Real> ScoreMatchingLoss<F> {
         Ok(Self { rows, mean, nfe })
     }
 }
+
+/// Error unless `x` is a non-empty, finite batch of the model's dimension: the input check of
+/// the score-matching losses.
+fn check_batch<F: Real>(model: &dyn crate::score::ScoreModel<F>, x: &ArrayView2<F>) -> Result<()> {
+    check::nonempty_batch("score-matching batch", x)?;
+    check::finite("score-matching batch", x)?;
+    if let Some(d) = model.dim() {
+        if d != x.ncols() {
+            return Err(Error::shape("x (columns = model dimension)", d, x.ncols()));
+        }
+    }
+    Ok(())
+}

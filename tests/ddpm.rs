@@ -5,8 +5,7 @@
 mod common;
 use common::rng;
 use common::stats::{
-    FLOOR_FACTOR, Reverse, check_against, floor_of, predicted_gap, predicted_mean_shift,
-    reverse_coeffs, tweedie_coeffs,
+    Recursion, Reverse, check_with_bias, floor_of, reverse_coeffs, tweedie_coeffs,
 };
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, array};
 use score_sde::likelihood::{DataScaling, DdpmBound};
@@ -102,17 +101,19 @@ fn ddpm_algorithm_2_matches_the_exact_mixture_with_both_variances() {
                     tweedie_coeffs(&tb, times[steps], lam)
                 }
             };
-            let bias = predicted_gap(&p0, steps + 1, &step, (0.0, 1.0), (1.0, 0.0));
-            let shift = predicted_mean_shift(&p0, steps + 1, &step, 0.0, 1.0);
-            println!("{name} DDPM {variance:?}: predicted bias {bias:+.4}, shift {shift:.4}");
-            let mut fl = floor;
-            fl.gap_mean += bias;
-            fl.mean_err += shift / FLOOR_FACTOR;
-            check_against(
+            let rec = Recursion {
+                steps: steps + 1,
+                step: &step,
+                start: (0.0, 1.0),
+                end: (1.0, 0.0),
+            };
+            check_with_bias(
                 &format!("{name} DDPM {variance:?}"),
                 &reference,
-                &fl,
+                &floor,
                 &run.samples,
+                &p0,
+                &rec,
                 slack,
             )
             .unwrap();
@@ -347,4 +348,58 @@ fn the_bound_on_the_ring_holds_and_a_wrong_score_raises_it() {
         bound.evaluate(&model, nan.view(), &mut rng(0)),
         Err(Error::NonFinite { .. })
     ));
+}
+
+/// The figures of docs/likelihood.md: the DDPM bound beside the PF-ODE log-likelihood, in
+/// nats and bits per dimension (continuous densities: no dequantisation offset).
+/// `cargo test --release --test ddpm measure_ -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_bound_beside_pf_ode() {
+    use score_sde::likelihood::OdeLikelihood;
+    let table = ho_table();
+    let sde = LinearSde::new(table.clone());
+    let scaling = DataScaling::new(1, 1.0).unwrap(); // bits/dim of the density itself
+    for (name, p0, n) in [
+        ("ring2d", problems::ring2d::<f64>(), 4000),
+        ("rand16d", problems::rand16d::<f64>(), 2000),
+    ] {
+        let d = p0.dim();
+        let model = AnalyticScore::new(p0.clone(), table.clone());
+        let x0 = p0.sample(n, &mut rng(21)).unwrap();
+        let nll = -p0.log_prob(x0.view()).unwrap().mean().unwrap();
+        // PF-ODE on the same table from t_min = 1/N (x_1 ≈ x_0) with the exact prior.
+        let lik = OdeLikelihood::new(sde.clone())
+            .unwrap()
+            .tolerances(1e-6, 1e-6)
+            .unwrap()
+            .exact_mixture_prior(&p0)
+            .unwrap();
+        let pf = lik.log_prob(&model, x0.view(), &mut rng(22)).unwrap();
+        let pf_nll = -pf.log_p.mean().unwrap();
+        let bpd = |nats: f64| nats / (d as f64 * std::f64::consts::LN_2);
+        println!(
+            "{name} (N = {n}): exact −log p_0 {nll:.4} nats ({:.4} bits/dim)",
+            bpd(nll)
+        );
+        println!(
+            "  PF-ODE −log p_(1/N) {pf_nll:.4} nats ({:.4} bits/dim), NFE {}",
+            bpd(pf_nll),
+            pf.nfe
+        );
+        for variance in [DdpmVariance::Beta, DdpmVariance::BetaTilde] {
+            let v = DdpmBound::new(table.clone(), variance)
+                .evaluate(&model, x0.view(), &mut rng(23))
+                .unwrap();
+            let m = v.total.mean().unwrap();
+            let se = v.total.std(1.0) / (n as f64).sqrt();
+            let b = v.bits_per_dim(d, scaling).unwrap().mean().unwrap();
+            println!(
+                "  L_vlb {variance:?}: {m:.4} ± {se:.4} nats ({b:.4} bits/dim); prior {:.2e}, decoder {:.4}, NFE {}",
+                v.prior.mean().unwrap(),
+                v.decoder.mean().unwrap(),
+                v.nfe
+            );
+        }
+    }
 }

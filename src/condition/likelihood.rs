@@ -5,12 +5,11 @@
 //! `∇ₓ log p_t(x | y) = ∇ₓ log p_t(x) + ∇ₓ log p_t(y | x)`. [`LikelihoodGradient`] is the
 //! second term for an observation the implementor holds; [`Guided`] adds it to a score model
 //! and is itself a [`ScoreModel`], so every sampler runs it. Implementations: a classifier
-//! with its class fixed ([`ClassLikelihood`]), DPS and ΠGDM for linear inverse problems
+//! with its class fixed ([`ClassLikelihood`](super::ClassLikelihood)), DPS and ΠGDM for linear inverse problems
 //! ([`TweedieLikelihood`](super::TweedieLikelihood)), the exact term of a mixture prior
 //! ([`ExactLikelihood`](super::ExactLikelihood)).
 
 use super::Scratch;
-use super::guidance::ClassifierGradient;
 use crate::error::{Error, Result};
 use crate::num::Real;
 use crate::score::{ScoreModel, check_score_call};
@@ -80,49 +79,6 @@ macro_rules! forward_likelihood {
 }
 forward_likelihood!(&L, Box<L>, std::sync::Arc<L>);
 
-/// A time-dependent classifier with its class fixed, as a likelihood term:
-/// `∇ₓ log p_t(y = class | x)` ([`ClassifierGradient`]).
-#[derive(Debug, Clone)]
-pub struct ClassLikelihood<C> {
-    classifier: C,
-    class: usize,
-}
-
-impl<C> ClassLikelihood<C> {
-    /// `classifier` with its label fixed to `class` (checked if it knows its classes).
-    pub fn new<F: Real>(classifier: C, class: usize) -> Result<Self>
-    where
-        C: ClassifierGradient<F>,
-    {
-        if let Some(n) = classifier.n_classes() {
-            if class >= n {
-                return Err(Error::param(
-                    "class",
-                    class as f64,
-                    "must be < the number of classes",
-                ));
-            }
-        }
-        Ok(Self { classifier, class })
-    }
-}
-
-impl<F: Real, C: ClassifierGradient<F>> LikelihoodGradient<F> for ClassLikelihood<C> {
-    fn grad_log_likelihood(
-        &self,
-        _model: &dyn ScoreModel<F>,
-        x: ArrayView2<F>,
-        t: F,
-        _score: ArrayView2<F>,
-        out: ArrayViewMut2<F>,
-    ) -> Result<()> {
-        self.classifier.grad_log_prob(x, t, self.class, out)
-    }
-    fn dim(&self) -> Option<usize> {
-        self.classifier.dim()
-    }
-}
-
 /// Guidance by a likelihood term: `s(x, t) + w ∇ₓ log p_t(y | x)` (Song et al. 2021, eq. 14;
 /// `w = 1` is the conditional score when the term is exact, `w > 1` sharpens, Dhariwal &
 /// Nichol 2021). A [`ScoreModel`]: samplers count one NFE per call; the model is called
@@ -140,6 +96,17 @@ impl<M, L, F: Real> fmt::Debug for Guided<M, L, F> {
         f.debug_struct("Guided")
             .field("scale", &self.scale)
             .finish_non_exhaustive()
+    }
+}
+
+impl<M, L, F: Real> Guided<M, L, F> {
+    /// The guidance scale `w`.
+    pub fn scale(&self) -> F {
+        self.scale
+    }
+    /// The likelihood term.
+    pub fn likelihood(&self) -> &L {
+        &self.likelihood
     }
 }
 
@@ -165,14 +132,6 @@ impl<M: ScoreModel<F>, L: LikelihoodGradient<F>, F: Real> Guided<M, L, F> {
             scale,
             scratch: Scratch::new(),
         })
-    }
-    /// The guidance scale `w`.
-    pub fn scale(&self) -> F {
-        self.scale
-    }
-    /// The likelihood term.
-    pub fn likelihood(&self) -> &L {
-        &self.likelihood
     }
     /// Calls of the unconditional model per call of this one.
     pub fn model_calls(&self) -> usize {

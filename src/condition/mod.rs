@@ -58,11 +58,12 @@ mod tweedie_likelihood;
 pub use classifier::MixtureClassifier;
 pub use exact_likelihood::ExactLikelihood;
 pub use guidance::{
-    ClassifierFree, ClassifierGradient, ClassifierGuidance, ConditionalScore, WithClass,
+    ClassLikelihood, ClassifierFree, ClassifierGradient, ClassifierGuidance, ConditionalScore,
+    WithClass,
 };
 pub use inpaint::{FinalStep, GroupLayout, Imputation};
 pub use inverse::LinearGaussian;
-pub use likelihood::{ClassLikelihood, Guided, LikelihoodGradient};
+pub use likelihood::{Guided, LikelihoodGradient};
 pub use projection::ObservationConstraint;
 pub use tweedie_likelihood::{JacobianMode, TweedieApprox, TweedieLikelihood};
 

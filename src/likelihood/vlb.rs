@@ -61,12 +61,13 @@ use super::bpd::{DataScaling, bits_per_dim};
 /// let model = AnalyticScore::new(gm.clone(), table.clone());
 /// let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
 /// let x0 = gm.sample(2000, &mut rng)?;
-/// let vlb = DdpmBound::new(table, DdpmVariance::BetaTilde).evaluate(&model, x0.view(), &mut rng)?;
+/// let vlb = DdpmBound::new(table, DdpmVariance::Beta).evaluate(&model, x0.view(), &mut rng)?;
 /// assert_eq!(vlb.nfe, 200);
-/// // A bound on −log p(x_0): on average at least the true negative log-likelihood.
+/// // A bound on −log p(x_0): on average at least the true negative log-likelihood (the
+/// // mean over 2000 points is within a few hundredths of a nat of it here).
 /// let nll = -gm.log_prob(x0.view())?.mean().unwrap();
 /// let gap = vlb.total.mean().unwrap() - nll;
-/// assert!(gap > -0.05 && gap < 0.3, "{gap}");
+/// assert!(gap > -0.1 && gap < 0.2, "{gap}");
 /// # Ok::<(), score_sde::Error>(())
 /// ```
 #[derive(Debug, Clone)]

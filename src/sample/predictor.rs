@@ -257,13 +257,27 @@ impl<F: Real> Predictor<F> for AncestralSampling {
         x: &mut Array2<F>,
         step: &StepInfo<F>,
     ) -> Result<()> {
-        let Some(sch) = sde.linear_schedule() else {
-            return <Self as Predictor<F>>::check(self, sde);
-        };
-        ctx.model().score(x.view(), step.t, buf.score.view_mut())?;
-        let c = ancestral_coeffs(sch, step.t, step.t_next, DdpmVariance::BetaTilde);
-        fused_update(ctx, x, &buf.score, c, step.is_last())
+        let last = step.is_last();
+        ancestral_step(sde, ctx, buf, x, step, DdpmVariance::BetaTilde, last)
     }
+}
+
+/// One ancestral step (score call and fused update), without noise when `noiseless`.
+fn ancestral_step<F: Real>(
+    sde: &dyn ForwardSde<F>,
+    ctx: &mut StepContext<'_, F>,
+    buf: &mut PcBuffers<F>,
+    x: &mut Array2<F>,
+    step: &StepInfo<F>,
+    variance: DdpmVariance,
+    noiseless: bool,
+) -> Result<()> {
+    let Some(sch) = sde.linear_schedule() else {
+        return <AncestralSampling as Predictor<F>>::check(&AncestralSampling, sde);
+    };
+    ctx.model().score(x.view(), step.t, buf.score.view_mut())?;
+    let c = ancestral_coeffs(sch, step.t, step.t_next, variance);
+    fused_update(ctx, x, &buf.score, c, noiseless)
 }
 
 /// The reverse-process variance `σ_t²` of a DDPM step (Ho et al. 2020, §3.2): the two
@@ -305,7 +319,7 @@ fn ancestral_coeffs<F: Real>(
 /// ([`DdpmVariance`]). Unlike [`AncestralSampling`] it adds noise on **every** step: in
 /// Algorithm 2 only the final step to `x_0` is noise-free, and that step is Tweedie's
 /// denoise at `t_1` — `(x_1 − √(1 − ᾱ_1) ε)/√ᾱ_1 = (x_1 − β_1/√(1 − ᾱ_1) ε)/√α_1` since
-/// `ᾱ_1 = α_1` — which [`Pc::ddpm`](super::Pc::ddpm) runs as the driver's final denoise.
+/// `ᾱ_1 = α_1` — which [`Pc::ddpm`](super::GridSampler::ddpm) runs as the driver's final denoise.
 ///
 /// ```
 /// use score_sde::prelude::*;
@@ -346,12 +360,7 @@ impl<F: Real> Predictor<F> for Ddpm {
         x: &mut Array2<F>,
         step: &StepInfo<F>,
     ) -> Result<()> {
-        let Some(sch) = sde.linear_schedule() else {
-            return <Self as Predictor<F>>::check(self, sde);
-        };
-        ctx.model().score(x.view(), step.t, buf.score.view_mut())?;
-        let c = ancestral_coeffs(sch, step.t, step.t_next, self.variance);
-        fused_update(ctx, x, &buf.score, c, false)
+        ancestral_step(sde, ctx, buf, x, step, self.variance, false)
     }
 }
 

@@ -11,7 +11,6 @@
 //! `p = N(μ, S)`) and any other model exceeds it by its Fisher divergence.
 
 use super::{ScoreMatchingLoss, TraceMethod};
-use crate::check;
 use crate::error::{Error, Result};
 use crate::jacobian::ScoreJvp;
 use crate::num::Real;
@@ -27,7 +26,7 @@ use ndarray::{Array1, Array2, ArrayView2, Zip};
 /// use score_sde::train::{TraceMethod, implicit_score_matching};
 /// use rand::SeedableRng;
 /// // N(0, S) with S = diag(2, 0.5): the exact score attains −½ tr S⁻¹ = −1.25.
-/// let gm = GaussianMixture::gaussian(ndarray::array![0.0, 0.0], ndarray::array![[2.0, 0.0], [0.0, 0.5]])?;
+/// let gm = GaussianMixture::gaussian(ndarray::array![0.0_f64, 0.0], ndarray::array![[2.0, 0.0], [0.0, 0.5]])?;
 /// let model = AnalyticScore::new(gm.clone(), VpLinear::default()); // t = 0: the exact score
 /// let x = gm.sample(20_000, &mut rand_pcg::Pcg64::seed_from_u64(0))?;
 /// let j = implicit_score_matching(&model, x.view(), 0.0, TraceMethod::Exact)?;
@@ -40,13 +39,7 @@ pub fn implicit_score_matching<F: Real>(
     t: F,
     trace: TraceMethod,
 ) -> Result<ScoreMatchingLoss<F>> {
-    check::nonempty_batch("score-matching batch", &x)?;
-    check::finite("score-matching batch", &x)?;
-    if let Some(d) = model.dim() {
-        if d != x.ncols() {
-            return Err(Error::shape("x (columns = model dimension)", d, x.ncols()));
-        }
-    }
+    super::check_batch(model, &x)?;
     let (n, d) = x.dim();
     let mut s = Array2::<F>::zeros((n, d));
     model.score(x, t, s.view_mut())?;

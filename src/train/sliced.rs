@@ -16,7 +16,6 @@
 //! per projection).
 
 use super::ScoreMatchingLoss;
-use crate::check;
 use crate::error::{Error, Result};
 use crate::jacobian::{Probe, ScoreJvp};
 use crate::num::Real;
@@ -31,7 +30,7 @@ use rand::RngCore;
 /// use score_sde::prelude::*;
 /// use score_sde::train::SlicedScoreMatching;
 /// use rand::SeedableRng;
-/// let gm = GaussianMixture::gaussian(ndarray::array![1.0, 0.0], ndarray::array![[1.0, 0.3], [0.3, 0.5]])?;
+/// let gm = GaussianMixture::gaussian(ndarray::array![1.0_f64, 0.0], ndarray::array![[1.0, 0.3], [0.3, 0.5]])?;
 /// let model = AnalyticScore::new(gm.clone(), VpLinear::default());
 /// let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
 /// let x = gm.sample(20_000, &mut rng)?;
@@ -86,13 +85,7 @@ impl SlicedScoreMatching {
         t: F,
         rng: &mut dyn RngCore,
     ) -> Result<ScoreMatchingLoss<F>> {
-        check::nonempty_batch("score-matching batch", &x)?;
-        check::finite("score-matching batch", &x)?;
-        if let Some(d) = model.dim() {
-            if d != x.ncols() {
-                return Err(Error::shape("x (columns = model dimension)", d, x.ncols()));
-            }
-        }
+        super::check_batch(model, &x)?;
         let (n, d) = x.dim();
         let mut s = Array2::<F>::zeros((n, d));
         model.score(x, t, s.view_mut())?;

@@ -56,9 +56,20 @@ pub fn check_against(
     gap_bias: f64,
 ) -> Result<Report, String> {
     let r = reference.evaluate(samples.view()).unwrap();
-    let gap_tol = GAP_SDS * fl.gap_sd + gap_bias;
+    // The gap is a mean of log p_0 over the samples; its standard error is the floor's for
+    // exact samples, but an over-dispersed sampler's log p_0 spreads wider (a heavier left
+    // tail), so its own standard error can be larger: use the larger of the two.
+    let finite: Vec<usize> = (0..samples.nrows())
+        .filter(|&i| samples.row(i).iter().all(|v| v.is_finite()))
+        .collect();
+    let lp = reference
+        .p0()
+        .log_prob(samples.select(Axis(0), &finite).view())
+        .unwrap();
+    let own_se = lp.std(1.0) / (lp.len().max(1) as f64).sqrt();
+    let gap_tol = GAP_SDS * fl.gap_sd.max(own_se) + gap_bias;
     println!(
-        "{what:<48} sw1 {:.4} ({:.4})  mean {:.4} ({:.4})  cov {:.4} ({:.4})  tv {:.4} ({:.4})  gap {:+.4} (floor {:+.4} ± {:.4}, tol {:.4})",
+        "{what:<48} sw1 {:.4} ({:.4})  mean {:.4} ({:.4})  cov {:.4} ({:.4})  tv {:.4} ({:.4})  gap {:+.4} (floor {:+.4} ± {:.4}, own SE {own_se:.4}, tol {:.4})",
         r.sw1,
         FLOOR_FACTOR * fl.sw1,
         r.mean_err,
@@ -320,4 +331,34 @@ pub fn batch_mean_steps(
         }
     }
     eps
+}
+
+/// A sampler's linear recursion: `steps` applications of `step` from the law
+/// `(mean0 · μ, var0)` = `start`, to be compared with `N(a_end μ, a_end² λ + s_end²)`, `end`.
+pub struct Recursion<'a> {
+    pub steps: usize,
+    pub step: &'a StepFn<'a>,
+    pub start: (f64, f64),
+    pub end: (f64, f64),
+}
+
+/// Check `samples` against the floor shifted by the recursion's known bias: the gap's floor
+/// mean moves by [`predicted_gap`], the mean-error tolerance grows by
+/// [`predicted_mean_shift`]; `slack` is the bias model's own allowance.
+pub fn check_with_bias(
+    what: &str,
+    reference: &Reference,
+    floor: &Floor,
+    samples: &Array2<f64>,
+    p0: &GaussianMixture<f64>,
+    rec: &Recursion,
+    slack: f64,
+) -> Result<Report, String> {
+    let bias = predicted_gap(p0, rec.steps, rec.step, rec.start, rec.end);
+    let shift = predicted_mean_shift(p0, rec.steps, rec.step, rec.start.0, rec.end.0);
+    println!("{what}: predicted bias {bias:+.4}, mean shift {shift:.4}");
+    let mut fl = *floor;
+    fl.gap_mean += bias;
+    fl.mean_err += shift / FLOOR_FACTOR;
+    check_against(what, reference, &fl, samples, slack)
 }
