@@ -9,8 +9,10 @@
 //!   allow `FLOOR_FACTOR ×` the largest floor value over the 8 seeds;
 //! * the log-likelihood gap is a signed mean: for exact samples it scatters around the
 //!   reference's own offset (the floor mean) with the floor's standard deviation; we
-//!   allow `GAP_SDS` standard deviations around the floor mean, plus the sampler's known
-//!   discretisation bias at the step count used (stated where used).
+//!   allow `GAP_SDS` standard errors around the floor mean (the floor's sd, or the
+//!   samples' own `sd(log p_0)/√N` when larger), plus the sampler's known discretisation
+//!   bias at the step count used (stated where used). The helpers are in
+//!   `tests/common/stats.rs`.
 //!
 //! All runs use fixed seeds, so the tests are deterministic; the tolerances are what
 //! makes them meaningful (a wrong sign, a missing ½ or a factor-2 step error each moves
