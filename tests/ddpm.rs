@@ -5,7 +5,7 @@
 mod common;
 use common::rng;
 use common::stats::{
-    Recursion, Reverse, check_with_bias, floor_of, reverse_coeffs, tweedie_coeffs,
+    Recursion, StepKind, check_with_bias, floor_of, reverse_coeffs, tweedie_coeffs,
 };
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, array};
 use score_sde::likelihood::{DataScaling, DdpmBound};
@@ -90,8 +90,8 @@ fn ddpm_algorithm_2_matches_the_exact_mixture_with_both_variances() {
             let times = ddpm.times().to_vec();
             let steps = times.len() - 1; // 999 ancestral steps, then Tweedie at t_1
             let kind = match variance {
-                DdpmVariance::Beta => Reverse::AncestralBeta,
-                _ => Reverse::Ancestral,
+                DdpmVariance::Beta => StepKind::AncestralBeta,
+                _ => StepKind::Ancestral,
             };
             let tb = table.clone();
             let step = move |i: usize, lam: f64, _: f64| {

@@ -21,7 +21,7 @@
 mod common;
 use common::rng;
 use common::stats::{
-    Floor, GAP_SDS, Recursion, Reverse, check_against, check_with_bias, floor_of, predicted_gap,
+    Floor, GAP_SDS, Recursion, StepKind, check_against, check_with_bias, floor_of, predicted_gap,
     reverse_coeffs,
 };
 use ndarray::{Array2, Axis, s};
@@ -111,9 +111,9 @@ fn predictor_step(
     let vp = VpLinear::<f64>::default();
     let n = times.len() - 1;
     let kind = match p {
-        PredictorKind::EulerMaruyama => Reverse::EulerMaruyama,
-        PredictorKind::ReverseDiffusion => Reverse::ReverseDiffusion,
-        _ => Reverse::Ancestral,
+        PredictorKind::EulerMaruyama => StepKind::EulerMaruyama,
+        PredictorKind::ReverseDiffusion => StepKind::ReverseDiffusion,
+        _ => StepKind::Ancestral,
     };
     move |i: usize, lam: f64, _mu: f64| {
         reverse_coeffs(kind, &vp, (times[i], times[i + 1]), lam, i + 1 < n)

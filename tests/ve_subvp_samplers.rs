@@ -11,7 +11,7 @@
 mod common;
 use common::rng;
 use common::stats::{
-    Floor, Recursion, Reverse, batch_mean_steps, check_against, check_with_bias, floor_of,
+    Floor, Recursion, StepKind, batch_mean_steps, check_against, check_with_bias, floor_of,
     langevin_coeffs, reverse_coeffs,
 };
 use ndarray::{Array2, Axis};
@@ -129,11 +129,11 @@ fn sub_r16() -> &'static Case<SubVp<f64>> {
     })
 }
 
-fn kind(p: PredictorKind) -> Reverse {
+fn kind(p: PredictorKind) -> StepKind {
     match p {
-        PredictorKind::EulerMaruyama => Reverse::EulerMaruyama,
-        PredictorKind::ReverseDiffusion => Reverse::ReverseDiffusion,
-        _ => Reverse::Ancestral,
+        PredictorKind::EulerMaruyama => StepKind::EulerMaruyama,
+        PredictorKind::ReverseDiffusion => StepKind::ReverseDiffusion,
+        _ => StepKind::Ancestral,
     }
 }
 
@@ -235,7 +235,7 @@ fn check_pc<S: Schedule<f64> + Clone + 'static>(
             &sch,
             &times,
             snr,
-            Reverse::ReverseDiffusion,
+            StepKind::ReverseDiffusion,
             case.start(),
         ),
     };
@@ -246,7 +246,7 @@ fn check_pc<S: Schedule<f64> + Clone + 'static>(
             langevin_coeffs(&sch, t, lam, eps[g])
         } else {
             reverse_coeffs(
-                Reverse::ReverseDiffusion,
+                StepKind::ReverseDiffusion,
                 &sch,
                 (t, times[g + 1]),
                 lam,
@@ -422,7 +422,7 @@ fn measure_pc_excess_over_seeds() {
                 &sch,
                 &times,
                 0.16,
-                Reverse::ReverseDiffusion,
+                StepKind::ReverseDiffusion,
                 case.start(),
             ),
         };
@@ -434,7 +434,7 @@ fn measure_pc_excess_over_seeds() {
                 langevin_coeffs(&sch, t, lam, a * a * eps[g])
             } else {
                 reverse_coeffs(
-                    Reverse::ReverseDiffusion,
+                    StepKind::ReverseDiffusion,
                     &sch,
                     (t, times[g + 1]),
                     lam,

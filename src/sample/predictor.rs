@@ -336,6 +336,7 @@ fn ancestral_coeffs<F: Real>(
 /// # Ok::<(), score_sde::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub struct Ddpm {
     /// The reverse variance.
     pub variance: DdpmVariance,

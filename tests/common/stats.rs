@@ -219,7 +219,7 @@ pub fn predicted_mean_shift(
 /// Which reverse step a linear recursion models (the predictors of `score_sde::sample`, plus
 /// DDPM's two variances).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Reverse {
+pub enum StepKind {
     /// `x − [f x − g² s] h + g √h z`.
     EulerMaruyama,
     /// `(2 − a) x + v s + √v z` (exact transition `a`, `v` over the step).
@@ -235,7 +235,7 @@ pub enum Reverse {
 /// score is `−(x − α_t μ)/v_t`, so every step is `x' = m x + q μ + √nv z`. `noise` false
 /// drops the noise (the last step of a `Pc` sampler).
 pub fn reverse_coeffs(
-    kind: Reverse,
+    kind: StepKind,
     sch: &dyn Schedule<f64>,
     (t, tn): (f64, f64),
     lam: f64,
@@ -246,17 +246,17 @@ pub fn reverse_coeffs(
     let vt = at * at * lam + sch.sigma(t).powi(2);
     let (a, v) = sch.transition(tn, t);
     let (m, q, nv) = match kind {
-        Reverse::EulerMaruyama => {
+        StepKind::EulerMaruyama => {
             let (f, g2) = (sch.f(t), sch.g2(t));
             (1.0 - f * h - g2 * h / vt, g2 * h * at / vt, g2 * h)
         }
-        Reverse::ReverseDiffusion => (2.0 - a - v / vt, v * at / vt, v),
-        Reverse::Ancestral => (
+        StepKind::ReverseDiffusion => (2.0 - a - v / vt, v * at / vt, v),
+        StepKind::Ancestral => (
             (1.0 - v / vt) / a,
             v * at / (a * vt),
             sch.sigma(tn).powi(2) * v / sch.sigma(t).powi(2),
         ),
-        Reverse::AncestralBeta => ((1.0 - v / vt) / a, v * at / (a * vt), v),
+        StepKind::AncestralBeta => ((1.0 - v / vt) / a, v * at / (a * vt), v),
     };
     (m, q, if noise { nv } else { 0.0 })
 }
@@ -287,7 +287,7 @@ pub fn batch_mean_steps(
     sch: &dyn Schedule<f64>,
     times: &[f64],
     snr: f64,
-    predictor: Reverse,
+    predictor: StepKind,
     (mean0, var0): (f64, f64),
 ) -> Vec<f64> {
     let comps: Vec<(Vec<f64>, Array1<f64>)> = (0..p0.n_components())
