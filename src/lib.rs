@@ -20,7 +20,9 @@
 //! | [`ode`] | batch ODE integrators: Runge–Kutta tableaux, fixed steps, adaptive steps with error control |
 //! | [`dynamics`] | the reverse-time drift `f − w g² s` and the probability-flow right-hand side, written once |
 //! | [`num`] | the numerical substrate: `Real`, row noise streams, SIMD detection, row blocks |
-//! | [`likelihood`] | divergence estimators (exact, finite differences, Hutchinson), bits/dim |
+//! | [`latent`] | latent editing: spherical interpolation of PF-ODE latents, temperature rescaling |
+//! | [`jacobian`] | Jacobian–vector products of a score model by central differences; probe vectors |
+//! | [`likelihood`] | PF-ODE log-likelihood with any prior, divergence estimators, bits/dim, the DDPM variational bound |
 //! | [`metrics`] | mean/covariance error, component weights, sliced W1, log-likelihood gap |
 //! | [`observe`] | per-step hooks: non-finite checks, trajectories |
 //! | [`train`] | denoising score matching: batches, targets, weightings, loss |
@@ -71,7 +73,9 @@
 //! | score_sde `LangevinCorrector`, `AnnealedLangevinDynamics` | [`sample::Corrector`], [`sample::StepRule::Sigma`] |
 //! | score_sde `get_ode_sampler` | [`sample::ProbabilityFlow`] with [`sample::Dopri5`] |
 //! | score_sde `get_likelihood_fn`; k-diffusion `log_likelihood` | [`likelihood::OdeLikelihood`] |
-//! | score_sde `get_pc_inpainter` | [`condition::Imputation`] |
+//! | score_sde `get_pc_inpainter`, `get_pc_colorizer` | [`condition::Imputation`] (`with_basis`, `with_grouped_basis`) |
+//! | NCSN `anneal_Langevin_dynamics(step_lr)`; Song & Ermon 2019 Alg. 1 (`ε`) | [`sample::AnnealedLangevin::new`], [`sample::AnnealedLangevin::song_ermon`] |
+//! | DDPM Algorithm 2; diffusers `DDPMScheduler` (`variance_type` `fixed_large` / `fixed_small`) | [`Pc::ddpm`](sample::GridSampler::ddpm) with [`sample::DdpmVariance`] `Beta` / `BetaTilde` |
 //! | diffusers `DDIMScheduler` | [`sample::Ddim`] |
 //! | diffusers `DPMSolverMultistepScheduler` (dpmsolver++, sde-dpmsolver++); k-diffusion `sample_dpmpp_2m`, `sample_dpmpp_2m_sde` | [`sample::DpmSolverPp`] (`.order`, `.variant`) |
 //! | diffusers `EulerDiscreteScheduler`, `EulerAncestralDiscreteScheduler`; k-diffusion `sample_euler`, `sample_euler_ancestral` | [`sample::EulerAncestral`] (`.eta(0.0)` for plain Euler) |
@@ -106,6 +110,8 @@ pub mod dynamics;
 pub mod error;
 pub mod gmm;
 pub mod grid;
+pub mod jacobian;
+pub mod latent;
 pub mod likelihood;
 mod linalg;
 pub mod metrics;

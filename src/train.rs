@@ -13,6 +13,19 @@
 //! predicting ε, x̂₀ or v regresses on `z`, `x_0` or `v = α z − σ x_0`; the weight `λ(t)` of
 //! the score-space loss is carried into the prediction's space exactly
 //! ([`TrainingBatch::loss`]), so every parameterisation optimises the same objective.
+//! Times are continuous or, as in DDPM, discrete indices ([`TimeSampling::Discrete`]).
+//!
+//! Two score-matching losses that need no noise model, on samples of the target itself:
+//! implicit score matching ([`implicit_score_matching`], Hyvärinen 2005) and sliced score
+//! matching with its variance-reduced form ([`SlicedScoreMatching`], Song et al. 2019).
+//! Both equal `½ E ‖s_θ − ∇ log p‖² − ½ E ‖∇ log p‖²`, so the exact score attains
+//! `−½ E ‖∇ log p‖²`.
+
+mod implicit;
+mod sliced;
+
+pub use implicit::implicit_score_matching;
+pub use sliced::SlicedScoreMatching;
 
 use crate::check;
 use crate::error::{Error, Result};
@@ -20,6 +33,8 @@ use crate::num::Real;
 use crate::score::Parameterization;
 use crate::sde::MarginalSde;
 use ndarray::{Array1, Array2, ArrayView2, Zip};
+use ndarray_rand::RandomExt;
+use ndarray_rand::rand_distr::{StandardNormal, Uniform};
 use rand::RngCore;
 
 /// How the training times are drawn, per row.
@@ -36,6 +51,15 @@ pub enum TimeSampling {
         p_mean: f64,
         /// Standard deviation of `ln σ̃` (> 0).
         p_std: f64,
+    },
+    /// A discrete timestep index `k` uniform in `{1, …, steps}` at `t = T k/steps` (Ho et al.
+    /// 2020, Alg. 1: `t ~ Uniform({1, …, T})`). With a [`DiscreteVp`](crate::schedule::DiscreteVp)
+    /// table of `N = steps` betas, `t` is the knot `k/N` where `α(t)² = ᾱ_k` exactly, and
+    /// [`TrainingBatch::index`] holds `k` (diffusers' 0-based timestep is `k − 1`). Every
+    /// `T k/steps` must lie in the SDE's time range.
+    Discrete {
+        /// The number of timesteps `N` (`≥ 1`).
+        steps: usize,
     },
 }
 
@@ -83,6 +107,9 @@ pub struct TrainingBatch<F> {
     pub weight: Array1<F>,
     /// What the target is.
     pub parameterization: Parameterization,
+    /// The discrete timestep `k ∈ {1, …, N}` of each row with [`TimeSampling::Discrete`]
+    /// (`t = T k/N`), `None` for continuous times.
+    pub index: Option<Array1<usize>>,
 }
 
 /// The factor carrying a score-space weight into prediction space: with
@@ -117,18 +144,32 @@ pub fn score_space_weight<F: Real>(weighting: Weighting, sde: &dyn MarginalSde<F
     }
 }
 
-/// Draw one time per row.
+/// Draw one time per row (ndarray-rand's uniform and normal arrays).
 pub fn sample_times<F: Real>(
     sde: &dyn MarginalSde<F>,
     sampling: TimeSampling,
     n: usize,
     rng: &mut dyn RngCore,
 ) -> Result<Array1<F>> {
+    Ok(draw_times(sde, sampling, n, rng)?.0)
+}
+
+/// The times, and the discrete indices for [`TimeSampling::Discrete`].
+fn draw_times<F: Real>(
+    sde: &dyn MarginalSde<F>,
+    sampling: TimeSampling,
+    n: usize,
+    rng: &mut dyn RngCore,
+) -> Result<(Array1<F>, Option<Array1<usize>>)> {
     let (lo, hi) = sde.t_range();
     match sampling {
-        TimeSampling::Uniform => Ok(Array1::from_shape_fn(n, |_| {
-            lo + (hi - lo) * F::uniform01(rng)
-        })),
+        TimeSampling::Uniform => {
+            let (a, b) = (lo.as_f64(), hi.as_f64());
+            let u = Uniform::new(a, b)
+                .map_err(|_| Error::param("t range", a, "must be finite with t_min < T"))?;
+            let t = Array1::<f64>::random_using(n, u, rng);
+            Ok((t.mapv(|v| F::lit(v).max(lo).min(hi)), None))
+        }
         TimeSampling::LogNormal { p_mean, p_std } => {
             if !(p_mean.is_finite()) {
                 return Err(Error::param("p_mean", p_mean, "must be finite"));
@@ -136,13 +177,25 @@ pub fn sample_times<F: Real>(
             if !(p_std.is_finite() && p_std > 0.0) {
                 return Err(Error::param("p_std", p_std, "must be finite and > 0"));
             }
+            let ln_sigma = Array1::<f64>::random_using(n, StandardNormal, rng);
             let mut t = Array1::zeros(n);
-            for v in t.iter_mut() {
-                let ln_sigma = p_mean + p_std * f64::standard_normal(rng);
-                let ti = sde.schedule().t_of_log_snr(F::lit(-ln_sigma))?;
+            for (v, &z) in t.iter_mut().zip(&ln_sigma) {
+                let ti = sde.schedule().t_of_log_snr(F::lit(-(p_mean + p_std * z)))?;
                 *v = ti.max(lo).min(hi);
             }
-            Ok(t)
+            Ok((t, None))
+        }
+        TimeSampling::Discrete { steps } => {
+            if steps == 0 {
+                return Err(Error::param("steps", 0.0, "must be at least 1"));
+            }
+            let first = hi / F::from_usize_lossy(steps);
+            crate::schedule::check_time(first, (lo, hi))?;
+            let index = Uniform::new_inclusive(1, steps)
+                .map_err(|_| Error::param("steps", steps as f64, "must be at least 1"))?;
+            let k = Array1::<usize>::random_using(n, index, rng);
+            let t = k.mapv(|k| hi * F::from_usize_lossy(k) / F::from_usize_lossy(steps));
+            Ok((t, Some(k)))
         }
     }
 }
@@ -181,11 +234,8 @@ pub fn make_batch<F: Real>(
         }
     }
     let n = x0.nrows();
-    let t = sample_times(sde, sampling, n, rng)?;
-    let mut noise = Array2::<F>::zeros(x0.raw_dim());
-    for v in noise.iter_mut() {
-        *v = F::standard_normal(rng);
-    }
+    let (t, index) = draw_times(sde, sampling, n, rng)?;
+    let noise = Array2::<f64>::random_using(x0.raw_dim(), StandardNormal, rng).mapv(F::lit);
     let sch = sde.schedule();
     let mut x_t = Array2::<F>::zeros(x0.raw_dim());
     let mut target = Array2::<F>::zeros(x0.raw_dim());
@@ -220,6 +270,7 @@ pub fn make_batch<F: Real>(
         target,
         weight,
         parameterization: kind,
+        index,
     })
 }
 
@@ -247,4 +298,55 @@ impl<F: Real> TrainingBatch<F> {
         let r = self.row_losses(prediction)?;
         Ok(r.sum() / F::from_usize_lossy(r.len()))
     }
+}
+
+/// How [`implicit_score_matching`] gets the trace of the score's Jacobian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TraceMethod {
+    /// The model's exact divergence ([`ScoreModel::divergence`](crate::ScoreModel::divergence)).
+    #[default]
+    Exact,
+    /// Central differences along the `D` coordinate axes (`2D` score calls).
+    FiniteDifference,
+}
+
+/// A score-matching objective evaluated on a batch: one value per row and their mean.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ScoreMatchingLoss<F> {
+    /// The per-row objective.
+    pub rows: Array1<F>,
+    /// The batch mean (the loss to minimise).
+    pub mean: F,
+    /// Score calls on the batch.
+    pub nfe: usize,
+}
+
+impl<F: Real> ScoreMatchingLoss<F> {
+    /// Wrap per-row values; a non-finite value is an error, not an `Ok` holding NaN.
+    pub(crate) fn new(rows: Array1<F>, nfe: usize) -> Result<Self> {
+        if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: "score-matching loss",
+                index: i,
+                value: rows[i].as_f64(),
+            });
+        }
+        let mean = rows.sum() / F::from_usize_lossy(rows.len());
+        Ok(Self { rows, mean, nfe })
+    }
+}
+
+/// Error unless `x` is a non-empty, finite batch of the model's dimension: the input check of
+/// the score-matching losses.
+fn check_batch<F: Real>(model: &dyn crate::score::ScoreModel<F>, x: &ArrayView2<F>) -> Result<()> {
+    check::nonempty_batch("score-matching batch", x)?;
+    check::finite("score-matching batch", x)?;
+    if let Some(d) = model.dim() {
+        if d != x.ncols() {
+            return Err(Error::shape("x (columns = model dimension)", d, x.ncols()));
+        }
+    }
+    Ok(())
 }

@@ -4,13 +4,13 @@ mod common;
 use common::{max_abs, rng};
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, array, s};
 use score_sde::condition::{
-    ClassifierFree, ClassifierGuidance, FinalStep, Imputation, LinearGaussian, MixtureClassifier,
-    WithClass,
+    ClassifierFree, ClassifierGuidance, FinalStep, GroupLayout, Imputation, LinearGaussian,
+    MixtureClassifier, WithClass,
 };
 use score_sde::metrics::sample_covariance;
 use score_sde::observe::{NoObserver, Observer};
 use score_sde::prelude::*;
-use score_sde::sample::{Pc, PredictorKind};
+use score_sde::sample::{Pc, PcOrder, PredictorKind, StepRule};
 
 /// The library's reverse-SDE Euler–Maruyama sampler (PC with no corrector, Song et al. 2021,
 /// eq. 6 discretised on a uniform grid from `T` to `t_min`; the last step adds no noise),
@@ -974,4 +974,213 @@ fn imputation_works_through_every_library_sampler_that_applies_constraints() {
         ode.solve(&mut rhs, 0.0, 1.0, &mut x0, &mut imp),
         Err(Error::Stopped { step: 1, .. })
     ));
+}
+
+// ------------------------------------------------------------------ grouped transforms
+
+/// The per-pixel colour basis: grey `(1, 1, 1)/√3` and two orthonormal chroma vectors.
+fn colour_basis() -> Array2<f64> {
+    let (a, b, c) = (1.0 / 3f64.sqrt(), 1.0 / 2f64.sqrt(), 1.0 / 6f64.sqrt());
+    array![[a, b, c], [a, -b, c], [a, 0.0, -2.0 * c]]
+}
+
+/// `I_G ⊗ Q` in the given layout: the dense basis the grouped one stands for.
+fn dense_of(q: &Array2<f64>, groups: usize, layout: GroupLayout) -> Array2<f64> {
+    let g = q.nrows();
+    let d = g * groups;
+    let idx = |p: usize, c: usize| match layout {
+        GroupLayout::Interleaved => p * g + c,
+        _ => c * groups + p,
+    };
+    let mut full = Array2::zeros((d, d));
+    for p in 0..groups {
+        for i in 0..g {
+            for j in 0..g {
+                full[[idx(p, i), idx(p, j)]] = q[[i, j]];
+            }
+        }
+    }
+    full
+}
+
+#[test]
+fn grouped_basis_equals_the_dense_block_diagonal_basis() {
+    // Same observer seed, same state: the grouped replacement and the dense one with I_G ⊗ Q
+    // give the same result to round-off (1e-12), in both layouts, for noisy and clean steps.
+    let vp = VpLinear::<f64>::default();
+    let q = colour_basis();
+    let groups = 5;
+    let d = 3 * groups;
+    let mask: Vec<bool> = (0..d).map(|i| i % 4 != 1).collect();
+    let values = Array1::from_shape_fn(d, |i| (i as f64 * 0.37).sin());
+    for layout in [GroupLayout::Interleaved, GroupLayout::Planar] {
+        let mut grouped = Imputation::new(vp, &mask, values.view(), 8)
+            .unwrap()
+            .with_grouped_basis(q.view(), layout)
+            .unwrap();
+        let mut dense = Imputation::new(vp, &mask, values.view(), 8)
+            .unwrap()
+            .with_basis(dense_of(&q, groups, layout).view())
+            .unwrap();
+        let x0 = Array2::from_shape_fn((6, d), |(i, j)| ((i * d + j) as f64 * 0.71).cos());
+        for t in [0.7, 1e-3] {
+            let (mut a, mut b) = (x0.clone(), x0.clone());
+            grouped.constrain(1, t, a.view_mut()).unwrap();
+            dense.constrain(1, t, b.view_mut()).unwrap();
+            assert!(max_abs(&(&a - &b)) < 1e-12, "{layout:?} t = {t}");
+        }
+    }
+    // Q must be orthogonal and its size must divide D.
+    let bad = array![[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    assert!(
+        Imputation::new(vp, &mask, values.view(), 0)
+            .unwrap()
+            .with_grouped_basis(bad.view(), GroupLayout::Interleaved)
+            .is_err()
+    );
+    assert!(matches!(
+        Imputation::new(vp, &mask, values.view(), 0)
+            .unwrap()
+            .with_grouped_basis(Array2::<f64>::eye(4).view(), GroupLayout::Interleaved),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}
+
+#[test]
+fn colourising_two_palettes_of_equal_brightness_recovers_both() {
+    // 4 RGB pixels (D = 12), two palettes with the same grey levels and different hues,
+    // isotropic covariance 0.01 I. In the colour basis grey and chroma are independent within
+    // each component, and both components have the same grey means, so the exact conditional
+    // of the chroma given the grey image is the prior's chroma marginal: weights ½, ½ — the
+    // case where replacement is exact (as for independent coordinates, docs/conditioning.md).
+    let vp = VpLinear::<f64>::default();
+    let sde = VpSde::<f64>::default();
+    let q = colour_basis();
+    let warm = [0.9, 0.5, 0.1, 0.8, 0.3, 0.1, 0.7, 0.6, 0.2, 0.9, 0.2, 0.4];
+    // The cool palette: each pixel's channels permuted (r, g, b) → (b, g, r): same grey.
+    let cool: Vec<f64> = warm.chunks(3).flat_map(|c| [c[2], c[1], c[0]]).collect();
+    let means =
+        Array2::from_shape_vec((2, 12), warm.iter().chain(&cool).copied().collect()).unwrap();
+    let covs = Array3::from_shape_fn((2, 12, 12), |(_, i, j)| if i == j { 0.01 } else { 0.0 });
+    let gm = GaussianMixture::new(array![0.5, 0.5], means.clone(), covs).unwrap();
+    let model = AnalyticScore::new(gm.clone(), vp);
+    // Observe the grey level of every pixel of a warm image.
+    let truth = gm.component(0).unwrap().sample(1, &mut rng(1)).unwrap();
+    let mut values = Array1::zeros(12);
+    let mut mask = vec![false; 12];
+    for p in 0..4 {
+        mask[3 * p] = true;
+        values[3 * p] = q.column(0).dot(&truth.slice(s![0, 3 * p..3 * p + 3]));
+    }
+    let mut imp = Imputation::new(vp, &mask, values.view(), 3)
+        .unwrap()
+        .with_grouped_basis(q.view(), GroupLayout::Interleaved)
+        .unwrap();
+    let n = 1000;
+    let x = reverse_em(&model, &sde, 200, n, 12, 4, &mut imp);
+    for row in x.rows() {
+        for p in 0..4 {
+            let grey = q.column(0).dot(&row.slice(s![3 * p..3 * p + 3]));
+            assert!((grey - values[3 * p]).abs() < 1e-12);
+        }
+    }
+    let lab = gm.most_likely_component(x.view()).unwrap();
+    let warm_frac = lab.iter().filter(|&&k| k == 0).count() as f64 / n as f64;
+    // ½ ± 4 SE (SE = √(¼/n) = 0.016).
+    println!("colourised: warm fraction {warm_frac:.3}");
+    assert!(
+        (warm_frac - 0.5).abs() < 4.0 * (0.25 / n as f64).sqrt(),
+        "{warm_frac}"
+    );
+    // Each sample sits on its palette: within 4 sd (0.4) of the component mean in every pixel.
+    for (row, &k) in x.rows().into_iter().zip(&lab) {
+        let dev = (&row - &means.row(k))
+            .mapv(f64::abs)
+            .fold(0.0_f64, |a, &v| a.max(v));
+        assert!(dev < 0.4, "{dev}");
+    }
+}
+
+// ------------------------------------------------------------------ PC: mask after the corrector
+
+/// An observer that pins coordinate 1 to `c` in `constrain` and records each call's time.
+struct Pin {
+    c: f64,
+    calls: Vec<(usize, f64)>,
+}
+impl Observer<f64> for Pin {
+    fn observe(&mut self, _: usize, _: f64, _: ArrayView2<f64>) -> score_sde::Result<()> {
+        Ok(())
+    }
+    fn constrain(
+        &mut self,
+        step: usize,
+        t: f64,
+        mut x: ndarray::ArrayViewMut2<f64>,
+    ) -> score_sde::Result<()> {
+        x.column_mut(1).fill(self.c);
+        self.calls.push((step, t));
+        Ok(())
+    }
+    fn constrains(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn pc_applies_the_constraint_after_every_corrector_step() {
+    // score_sde's get_pc_inpainter masks after the corrector as well as after the predictor.
+    // With 2 corrector steps per grid time, each grid step constrains after each corrector
+    // step at the corrector's time (inside the step; predictor first also after the
+    // predictor) and once at t_{i+1} (the driver, after the step); and every
+    // score call after the initial one sees the pinned coordinate — the predictor's too,
+    // which would otherwise see the corrector's noise there.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sde = VpSde::<f64>::default();
+    let grid = TimeGrid::uniform(sde.schedule(), 5).unwrap();
+    let times = grid.times().to_vec();
+    let unpinned = AtomicUsize::new(0);
+    let calls = AtomicUsize::new(0);
+    let model = ScoreFn::new(
+        |x: ArrayView2<f64>, _t: f64, mut o: ndarray::ArrayViewMut2<f64>| {
+            if calls.fetch_add(1, Ordering::Relaxed) > 0 && x.column(1).iter().any(|&v| v != 0.25) {
+                unpinned.fetch_add(1, Ordering::Relaxed);
+            }
+            o.assign(&(-&x));
+            Ok(())
+        },
+    );
+    for order in [PcOrder::CorrectorFirst, PcOrder::PredictorFirst] {
+        calls.store(0, Ordering::Relaxed);
+        unpinned.store(0, Ordering::Relaxed);
+        let pc = Pc::new(sde.clone(), grid.clone())
+            .unwrap()
+            .predictor(PredictorKind::ReverseDiffusion)
+            .unwrap()
+            .corrector_steps(2)
+            .unwrap()
+            .step_rule(StepRule::Sigma)
+            .unwrap()
+            .order(order);
+        let mut pin = Pin {
+            c: 0.25,
+            calls: Vec::new(),
+        };
+        let x0 = Array2::from_elem((8, 2), 1.0);
+        let run = pc.run_with(&model, x0, &mut rng(1), &mut pin).unwrap();
+        assert_eq!(run.nfe, 15);
+        assert_eq!(unpinned.load(Ordering::Relaxed), 0, "{order:?}");
+        let mut want = Vec::new();
+        for i in 0..5 {
+            let (s, tn) = (i + 1, times[i + 1]);
+            if order == PcOrder::CorrectorFirst {
+                // corrector ×2 at t_i, predictor, the driver at t_{i+1}
+                want.extend([(s, times[i]), (s, times[i]), (s, tn)]);
+            } else {
+                // predictor, then before and after each corrector step at t_{i+1}, the driver
+                want.extend([(s, tn), (s, tn), (s, tn), (s, tn)]);
+            }
+        }
+        assert_eq!(pin.calls, want, "{order:?}");
+    }
 }

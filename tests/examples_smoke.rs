@@ -8,8 +8,12 @@
 
 #[path = "../examples/annealed_langevin.rs"]
 mod annealed_langevin;
+#[path = "../examples/colourisation.rs"]
+mod colourisation;
 #[path = "../examples/inpainting.rs"]
 mod inpainting;
+#[path = "../examples/latent_interpolation.rs"]
+mod latent_interpolation;
 #[path = "../examples/likelihood.rs"]
 mod likelihood;
 #[path = "../examples/nfe_sweep.rs"]
@@ -114,4 +118,22 @@ fn nfe_sweep_runs_its_table() {
     // Text only (no pictures): the sampler × NFE table at N = 200.
     let args: Vec<String> = ["nfe_sweep", "200", "table"].map(String::from).to_vec();
     nfe_sweep::sweep(&args).unwrap();
+}
+
+#[test]
+fn latent_interpolation_draws_its_strip() {
+    check(
+        "latent_interpolation",
+        latent_interpolation::run,
+        latent_interpolation::Scale::Small,
+    );
+}
+
+#[test]
+fn colourisation_draws_its_images() {
+    check(
+        "colourisation",
+        colourisation::run,
+        colourisation::Scale::Small,
+    );
 }

@@ -1,8 +1,11 @@
 //! The probability-flow ODE log-likelihood against the closed-form diffused mixture.
 
 mod common;
+use approx::assert_abs_diff_eq;
 use common::rng;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, concatenate};
+use ndarray::{
+    Array1, Array2, Array3, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, concatenate,
+};
 use score_sde::likelihood::{DivergenceMethod, OdeLikelihood, Probe};
 use score_sde::prelude::*;
 
@@ -15,19 +18,105 @@ fn bulk_and_tail(p: &GaussianMixture<f64>, n: usize, seed: u64) -> Array2<f64> {
     concatenate(Axis(0), &[bulk.view(), tail.view()]).unwrap()
 }
 
-/// ODE log-density with the exact `log p_T` in place of the N(0, I) prior (see the module docs).
-fn ode_log_p(
-    lik: &OdeLikelihood<f64, VpSde<f64>>,
+/// ODE log-density with the exact `log p_T` of the mixture as the prior
+/// (`OdeLikelihood::exact_mixture_prior`).
+fn ode_log_p<S: MarginalSde<f64> + Clone>(
+    lik: &OdeLikelihood<f64, S>,
     model: &dyn ScoreModel<f64>,
     p0: &GaussianMixture<f64>,
     x: ArrayView2<f64>,
     seed: u64,
 ) -> (Array1<f64>, usize) {
+    let lik = lik.clone().exact_mixture_prior(p0).unwrap();
     let r = lik.log_prob(model, x, &mut rng(seed)).unwrap();
-    let p_t = p0.diffuse(lik.sde().schedule(), 1.0).unwrap();
+    // The prior term is the exact p_T's log-density of the latent.
+    let (_, t_max) = lik.sde().t_range();
+    let p_t = p0.diffuse(lik.sde().schedule(), t_max).unwrap();
+    let direct = &r.delta_log_p + &p_t.log_prob(r.latent.view()).unwrap();
+    assert_abs_diff_eq!(r.log_p, direct, epsilon = 1e-12);
+    (r.log_p, r.nfe)
+}
+
+/// A random orthogonal `d × d` matrix: Gram–Schmidt on a seeded Gaussian matrix.
+fn random_rotation(d: usize, seed: u64) -> Array2<f64> {
+    let mut r = rng(seed);
+    let mut q = Array2::<f64>::zeros((d, d));
+    for j in 0..d {
+        let mut v = Array1::from_shape_fn(d, |_| <f64 as Real>::standard_normal(&mut r));
+        for k in 0..j {
+            let c = q.column(k).dot(&v);
+            v.scaled_add(-c, &q.column(k));
+        }
+        let nrm = v.dot(&v).sqrt();
+        q.column_mut(j).assign(&(&v / nrm));
+    }
+    q
+}
+
+/// The hard case: a 32-D mixture of three components whose covariances have
+/// eigenvalues log-spaced from 0.01 to 2 in random orientations, means ~ N(0, 4 I).
+fn mixture32() -> GaussianMixture<f64> {
+    let (d, k) = (32, 3);
+    let lam = Array1::from_shape_fn(d, |i| 0.01 * 200.0f64.powf(i as f64 / (d - 1) as f64));
+    let mut covs = Array3::<f64>::zeros((k, d, d));
+    for c in 0..k {
+        let u = random_rotation(d, 40 + c as u64);
+        let s = u.dot(&Array2::from_diag(&lam)).dot(&u.t());
+        covs.index_axis_mut(Axis(0), c)
+            .assign(&((&s + &s.t()) * 0.5));
+    }
+    let mut r = rng(50);
+    let means = Array2::from_shape_fn((k, d), |_| 2.0 * <f64 as Real>::standard_normal(&mut r));
+    GaussianMixture::new(ndarray::array![0.5, 0.3, 0.2], means, covs).unwrap()
+}
+
+/// The exact score of a mixture under any SDE's schedule, with the exact divergence.
+struct ScheduleScore<S>(GaussianMixture<f64>, S);
+impl<S: MarginalSde<f64>> ScoreModel<f64> for ScheduleScore<S> {
+    fn score(&self, x: ArrayView2<f64>, t: f64, mut out: ArrayViewMut2<f64>) -> Result<()> {
+        let sch = self.1.schedule();
+        let p = self.0.diffuse_with(sch.alpha(t), sch.sigma(t))?;
+        out.assign(&p.score(x)?);
+        Ok(())
+    }
+    fn divergence(
+        &self,
+        x: ArrayView2<f64>,
+        t: f64,
+        mut out: ArrayViewMut1<f64>,
+    ) -> Option<Result<()>> {
+        let sch = self.1.schedule();
+        Some(
+            self.0
+                .diffuse_with(sch.alpha(t), sch.sigma(t))
+                .and_then(|p| p.hessian_trace(x))
+                .map(|h| out.assign(&h)),
+        )
+    }
+    fn dim(&self) -> Option<usize> {
+        Some(self.0.dim())
+    }
+}
+
+/// Max |ODE − exact| over bulk and tail points of `p_{t_min}`, exact divergence, exact p_T,
+/// rtol = atol = 1e-8.
+fn max_error<S: MarginalSde<f64> + Clone>(
+    sde: S,
+    model: &dyn ScoreModel<f64>,
+    p0: &GaussianMixture<f64>,
+) -> (f64, usize) {
+    let (t_min, _) = sde.t_range();
+    let p_eps = p0.diffuse(sde.schedule(), t_min).unwrap();
+    let x = bulk_and_tail(&p_eps, 16, 5);
+    let lik = OdeLikelihood::new(sde)
+        .unwrap()
+        .tolerances(1e-8, 1e-8)
+        .unwrap();
+    let (ode, nfe) = ode_log_p(&lik, model, p0, x.view(), 0);
+    let exact = p_eps.log_prob(x.view()).unwrap();
     (
-        &r.delta_log_p + &p_t.log_prob(r.latent.view()).unwrap(),
-        r.nfe,
+        (&ode - &exact).iter().fold(0.0_f64, |a, v| a.max(v.abs())),
+        nfe,
     )
 }
 
@@ -37,23 +126,84 @@ fn exact_divergence_ode_matches_the_closed_form_within_1e4_nats() {
     for (name, p0) in [
         ("ring2d", problems::ring2d::<f64>()),
         ("rand16d", problems::rand16d::<f64>()),
+        ("mix32d", mixture32()),
     ] {
         let model = AnalyticScore::new(p0.clone(), *sde.schedule());
-        let p_eps = p0.diffuse(sde.schedule(), 1e-3).unwrap();
-        let x = bulk_and_tail(&p_eps, 16, 5);
-        let lik = OdeLikelihood::new(sde.clone())
-            .unwrap()
-            .tolerances(1e-8, 1e-8)
-            .unwrap();
-        let (ode, nfe) = ode_log_p(&lik, &model, &p0, x.view(), 0);
-        let exact = p_eps.log_prob(x.view()).unwrap();
-        let err = (&ode - &exact).iter().fold(0.0_f64, |a, v| a.max(v.abs()));
-        // The bar: 1e-4 nats per sample at rtol = atol = 1e-8 (f64), bulk and tails.
+        let (err, nfe) = max_error(sde.clone(), &model, &p0);
+        println!("VP {name}: max |ODE − exact| = {err:.2e} nats (NFE {nfe})");
+        // The bar: 1e-4 nats per sample at rtol = atol = 1e-8 (f64), bulk and tails,
+        // with the exact p_T as the prior (no prior mismatch left).
         assert!(
             err < 1e-4,
             "{name}: max |ODE − exact| = {err} nats (NFE {nfe})"
         );
     }
+}
+
+#[test]
+fn sub_vp_and_ve_likelihoods_match_the_closed_form() {
+    // The same bar for the two other SDEs of Song et al. 2021: sub-VP (eq. 12: VP's α,
+    // σ = 1 − α²) and VE (eq. 9: σ from 0.01 to 50, t_min = 1e-5).
+    for (name, p0) in [
+        ("ring2d", problems::ring2d::<f64>()),
+        ("rand16d", problems::rand16d::<f64>()),
+    ] {
+        let sub = SubVpSde::<f64>::default();
+        let (err, nfe) = max_error(sub.clone(), &ScheduleScore(p0.clone(), sub), &p0);
+        println!("sub-VP {name}: max |ODE − exact| = {err:.2e} nats (NFE {nfe})");
+        assert!(err < 1e-4, "sub-VP {name}: {err} nats");
+        let ve = VeSde::<f64>::default();
+        let (err, nfe) = max_error(ve.clone(), &ScheduleScore(p0.clone(), ve), &p0);
+        println!("VE {name}: max |ODE − exact| = {err:.2e} nats (NFE {nfe})");
+        assert!(err < 1e-4, "VE {name}: {err} nats");
+    }
+}
+
+#[test]
+fn the_sde_prior_carries_the_prior_mismatch_and_the_exact_prior_removes_it() {
+    // The default N(0, I) prior differs from the exact p_T of the 32-D mixture (means shifted
+    // by α(T) μ, variances α(T)² λ + σ(T)²): a mismatch far above the 1e-4 bar, and exactly
+    // the difference of the two priors' log-densities at the same latent (the flow and Δ do
+    // not depend on the prior).
+    let sde = VpSde::<f64>::default();
+    let p0 = mixture32();
+    let model = AnalyticScore::new(p0.clone(), *sde.schedule());
+    let p_eps = p0.diffuse(sde.schedule(), 1e-3).unwrap();
+    let x = bulk_and_tail(&p_eps, 8, 6);
+    let lik = OdeLikelihood::new(sde.clone())
+        .unwrap()
+        .tolerances(1e-8, 1e-8)
+        .unwrap();
+    let plain = lik.log_prob(&model, x.view(), &mut rng(0)).unwrap();
+    let with_exact = lik
+        .clone()
+        .exact_mixture_prior(&p0)
+        .unwrap()
+        .log_prob(&model, x.view(), &mut rng(0))
+        .unwrap();
+    assert_eq!(plain.latent, with_exact.latent);
+    assert_eq!(plain.delta_log_p, with_exact.delta_log_p);
+    let exact = p_eps.log_prob(x.view()).unwrap();
+    let mismatch = (&plain.log_p - &exact)
+        .iter()
+        .fold(0.0_f64, |a, v| a.max(v.abs()));
+    println!("N(0, I) prior: max mismatch {mismatch:.4} nats");
+    assert!(mismatch > 1e-2, "{mismatch}");
+    // A user's own log-density: the same exact p_T through `prior` gives the same numbers.
+    let p_t = p0.diffuse(sde.schedule(), 1.0).unwrap();
+    let custom = lik
+        .prior(p_t)
+        .log_prob(&model, x.view(), &mut rng(0))
+        .unwrap();
+    assert_abs_diff_eq!(custom.log_p, with_exact.log_p, epsilon = 1e-12);
+    // A prior of the wrong dimension is a typed error, before any solve.
+    let wrong = OdeLikelihood::new(sde)
+        .unwrap()
+        .prior(problems::ring2d::<f64>());
+    assert!(matches!(
+        wrong.log_prob(&model, x.view(), &mut rng(0)),
+        Err(Error::ShapeMismatch { .. })
+    ));
 }
 
 #[test]

@@ -9,10 +9,11 @@ mod common;
 use ndarray::{Array2, Axis, concatenate};
 use score_sde::prelude::*;
 use score_sde::sample::{
-    AnnealedLangevin, Ddim, Dopri5, DpmAdaptive, DpmSolverPp, DpmVariant, EdmHeun, EulerAncestral,
-    FixedMethod, GottaGoFast, Mala, Pc, PcOrder, PredictorKind, ProbabilityFlow, RunSpec, StepRule,
-    Ula, UniPc,
+    AnnealedLangevin, Ddim, DdpmVariance, Dopri5, DpmAdaptive, DpmSolverPp, DpmVariant, EdmHeun,
+    EulerAncestral, FixedMethod, GottaGoFast, Mala, Pc, PcOrder, PredictorKind, ProbabilityFlow,
+    RunSpec, StepRule, Ula, UniPc,
 };
+use score_sde::schedule::DiscreteVp;
 
 /// Rows: two parallel blocks and a ragged tail.
 const N: usize = 2 * 4096 + 123;
@@ -114,6 +115,16 @@ fn samplers<F: Real>() -> Vec<(&'static str, Box<dyn Sampler<F>>)> {
         (
             "Gotta Go Fast on a grid",
             Box::new(GottaGoFast::fixed(sde.clone(), u).unwrap()),
+        ),
+        (
+            "DDPM (Ho et al. Algorithm 2)",
+            Box::new(
+                Pc::ddpm(
+                    DiscreteVp::ddpm_linear(20, F::lit(1e-4), F::lit(0.2)).unwrap(),
+                    DdpmVariance::Beta,
+                )
+                .unwrap(),
+            ),
         ),
         ("ULA", Box::new(Ula::new(F::lit(0.01), 6).unwrap())),
         (

@@ -9,8 +9,10 @@
 //!   allow `FLOOR_FACTOR ×` the largest floor value over the 8 seeds;
 //! * the log-likelihood gap is a signed mean: for exact samples it scatters around the
 //!   reference's own offset (the floor mean) with the floor's standard deviation; we
-//!   allow `GAP_SDS` standard deviations around the floor mean, plus the sampler's known
-//!   discretisation bias at the step count used (stated where used).
+//!   allow `GAP_SDS` standard errors around the floor mean (the floor's sd, or the
+//!   samples' own `sd(log p_0)/√N` when larger), plus the sampler's known discretisation
+//!   bias at the step count used (stated where used). The helpers are in
+//!   `tests/common/stats.rs`.
 //!
 //! All runs use fixed seeds, so the tests are deterministic; the tolerances are what
 //! makes them meaningful (a wrong sign, a missing ½ or a factor-2 step error each moves
@@ -18,6 +20,10 @@
 
 mod common;
 use common::rng;
+use common::stats::{
+    Floor, GAP_SDS, Recursion, StepKind, check_against, check_with_bias, floor_of, predicted_gap,
+    reverse_coeffs,
+};
 use ndarray::{Array2, Axis, s};
 use score_sde::gmm::{AnalyticScore, GaussianMixture, problems};
 use score_sde::grid::TimeGrid;
@@ -32,39 +38,6 @@ use score_sde::{Error, Sampler, ScoreFn, ScoreModel};
 use std::sync::OnceLock;
 
 const T_EPS: f64 = 1e-3;
-/// Distances may reach this multiple of their largest floor value over 8 seeds.
-const FLOOR_FACTOR: f64 = 2.0;
-/// The gap may deviate this many floor standard deviations from the floor mean.
-const GAP_SDS: f64 = 4.0;
-
-/// The largest value of each distance over the floor seeds, and the gap's mean and sd.
-#[derive(Debug, Clone, Copy)]
-struct Floor {
-    sw1: f64,
-    mean_err: f64,
-    cov_err: f64,
-    weight_tv: f64,
-    gap_mean: f64,
-    gap_sd: f64,
-}
-
-fn floor_of(reference: &Reference, n: usize) -> Floor {
-    let seeds: Vec<u64> = (1000..1008).collect();
-    let reps = reference.noise_floor(n, &seeds).unwrap();
-    let max = |f: fn(&Report) -> f64| reps.iter().map(f).fold(0.0, f64::max);
-    let gaps: Vec<f64> = reps.iter().map(|r| r.loglik_gap).collect();
-    let m = gaps.iter().sum::<f64>() / gaps.len() as f64;
-    let sd = (gaps.iter().map(|g| (g - m).powi(2)).sum::<f64>() / (gaps.len() - 1) as f64).sqrt();
-    Floor {
-        sw1: max(|r| r.sw1),
-        mean_err: max(|r| r.mean_err),
-        cov_err: max(|r| r.cov_err_fro),
-        weight_tv: max(|r| r.weight_tv),
-        gap_mean: m,
-        gap_sd: sd,
-    }
-}
-
 struct Setup {
     name: &'static str,
     p0: GaussianMixture<f64>,
@@ -101,56 +74,6 @@ impl Setup {
     }
 }
 
-fn check_against(
-    what: &str,
-    reference: &Reference,
-    fl: &Floor,
-    samples: &Array2<f64>,
-    gap_bias: f64,
-) -> Result<Report, String> {
-    let r = reference.evaluate(samples.view()).unwrap();
-    let gap_tol = GAP_SDS * fl.gap_sd + gap_bias;
-    println!(
-        "{what:<48} sw1 {:.4} ({:.4})  mean {:.4} ({:.4})  cov {:.4} ({:.4})  tv {:.4} ({:.4})  gap {:+.4} (floor {:+.4} ± {:.4}, tol {:.4})",
-        r.sw1,
-        FLOOR_FACTOR * fl.sw1,
-        r.mean_err,
-        FLOOR_FACTOR * fl.mean_err,
-        r.cov_err_fro,
-        FLOOR_FACTOR * fl.cov_err,
-        r.weight_tv,
-        FLOOR_FACTOR * fl.weight_tv,
-        r.loglik_gap,
-        fl.gap_mean,
-        fl.gap_sd,
-        gap_tol
-    );
-    let mut bad = Vec::new();
-    if r.nonfinite > 0 {
-        bad.push(format!("{} non-finite rows", r.nonfinite));
-    }
-    if r.sw1 > FLOOR_FACTOR * fl.sw1 {
-        bad.push(format!("sw1 {:.4}", r.sw1));
-    }
-    if r.mean_err > FLOOR_FACTOR * fl.mean_err {
-        bad.push(format!("mean_err {:.4}", r.mean_err));
-    }
-    if r.cov_err_fro > FLOOR_FACTOR * fl.cov_err {
-        bad.push(format!("cov_err {:.4}", r.cov_err_fro));
-    }
-    if r.weight_tv > FLOOR_FACTOR * fl.weight_tv {
-        bad.push(format!("weight_tv {:.4}", r.weight_tv));
-    }
-    if (r.loglik_gap - fl.gap_mean).abs() > gap_tol {
-        bad.push(format!("loglik_gap {:+.4}", r.loglik_gap));
-    }
-    if bad.is_empty() {
-        Ok(r)
-    } else {
-        Err(format!("{what}: {}", bad.join(", ")))
-    }
-}
-
 fn ring() -> &'static Setup {
     static S: OnceLock<Setup> = OnceLock::new();
     S.get_or_init(|| Setup::new("ring2d", problems::ring2d(), 20_000))
@@ -179,148 +102,21 @@ fn run_pc(setup: &Setup, pc: &Pc<f64, VpSde<f64>>, seed: u64) -> Array2<f64> {
 
 // ------------------------------------------------------------------ known bias (Gaussian case)
 
-/// Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations (test-only, small D).
-fn sym_eigen(a: &Array2<f64>) -> (Vec<f64>, Array2<f64>) {
-    let n = a.nrows();
-    let mut a = a.clone();
-    let mut v = Array2::<f64>::eye(n);
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[[i, j]].powi(2))
-            .sum();
-        if off < 1e-30 {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                if a[[p, q]].abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (a[[q, q]] - a[[p, p]]) / (2.0 * a[[p, q]]);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let (c, s) = (1.0 / (t * t + 1.0).sqrt(), t / (t * t + 1.0).sqrt());
-                for k in 0..n {
-                    let (akp, akq) = (a[[k, p]], a[[k, q]]);
-                    a[[k, p]] = c * akp - s * akq;
-                    a[[k, q]] = s * akp + c * akq;
-                }
-                for k in 0..n {
-                    let (apk, aqk) = (a[[p, k]], a[[q, k]]);
-                    a[[p, k]] = c * apk - s * aqk;
-                    a[[q, k]] = s * apk + c * aqk;
-                }
-                for k in 0..n {
-                    let (vkp, vkq) = (v[[k, p]], v[[k, q]]);
-                    v[[k, p]] = c * vkp - s * vkq;
-                    v[[k, q]] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..n).map(|i| a[[i, i]]).collect(), v)
-}
-
-/// One linear-Gaussian step in an eigen-direction of a component: `x' = m x + q μ + √nv z`.
-type StepFn<'a> = dyn Fn(usize, f64, f64) -> (f64, f64, f64) + 'a;
-
-/// The log-likelihood gap a sampler would have if every mixture component were alone:
-/// per eigen-direction (eigenvalue λ, mean coordinate μ) of each component, propagate the
-/// mean and variance of the sampler's linear update (`step(i, λ, μ) = (m, q, nv)`) from
-/// `(mean0 · μ, var0)`, and compare `E[(x − μ)²]/λ` with the exact law's. This is the sampler's
-/// *known discretisation bias*: first order in the step for the predictors, and what the
-/// tolerances add to the Monte-Carlo floor. Mode-weight effects are not modelled.
-fn predicted_gap(
-    p0: &GaussianMixture<f64>,
-    steps: usize,
-    step: &StepFn,
-    (mean0, var0): (f64, f64),
-    (a_end, s_end): (f64, f64),
-) -> f64 {
-    let mut gap = 0.0;
-    for k in 0..p0.n_components() {
-        let (lam, u) = sym_eigen(&p0.covs().index_axis(Axis(0), k).to_owned());
-        let mu = u.t().dot(&p0.means().row(k));
-        let mut g = 0.0;
-        for j in 0..lam.len() {
-            let (mut m, mut v) = (mean0 * mu[j], var0);
-            for i in 0..steps {
-                let (a, q, nv) = step(i, lam[j], mu[j]);
-                m = a * m + q * mu[j];
-                v = a * a * v + nv;
-            }
-            let exact = (a_end * mu[j] - mu[j]).powi(2) + a_end * a_end * lam[j] + s_end * s_end;
-            g += 0.5 * ((m - mu[j]).powi(2) + v - exact) / lam[j];
-        }
-        gap += p0.weights()[k] * g;
-    }
-    gap
-}
-
-/// `‖E x − E_{p_eps} x‖₂` a sampler would have if every mixture component were alone: the
-/// same per-eigen-direction mean recursion as [`predicted_gap`], the components' mean
-/// shifts rotated back and weighted. The mean error's *known discretisation bias*: what
-/// the mean tolerance adds to the Monte-Carlo floor (zero for an unbiased sampler).
-fn predicted_mean_shift(
-    p0: &GaussianMixture<f64>,
-    steps: usize,
-    step: &StepFn,
-    mean0: f64,
-    a_end: f64,
-) -> f64 {
-    let mut shift = ndarray::Array1::<f64>::zeros(p0.dim());
-    for k in 0..p0.n_components() {
-        let (lam, u) = sym_eigen(&p0.covs().index_axis(Axis(0), k).to_owned());
-        let mu = u.t().dot(&p0.means().row(k));
-        let mut dm = ndarray::Array1::<f64>::zeros(lam.len());
-        for j in 0..lam.len() {
-            let mut m = mean0 * mu[j];
-            for i in 0..steps {
-                let (a, q, _) = step(i, lam[j], mu[j]);
-                m = a * m + q * mu[j];
-            }
-            dm[j] = m - a_end * mu[j];
-        }
-        shift.scaled_add(p0.weights()[k], &u.dot(&dm));
-    }
-    shift.dot(&shift).sqrt()
-}
-
 /// One step of a reverse-SDE predictor on a grid (VP, prior N(0, I), no noise on the last
-/// step) for a Gaussian component. Score of a component: `−(x − α_t μ)/v_t`,
-/// `v_t = α_t² λ + σ_t²`.
+/// step) for a Gaussian component (`common::stats::reverse_coeffs`).
 fn predictor_step(
     p: PredictorKind,
     times: &[f64],
 ) -> impl Fn(usize, f64, f64) -> (f64, f64, f64) + '_ {
     let vp = VpLinear::<f64>::default();
     let n = times.len() - 1;
+    let kind = match p {
+        PredictorKind::EulerMaruyama => StepKind::EulerMaruyama,
+        PredictorKind::ReverseDiffusion => StepKind::ReverseDiffusion,
+        _ => StepKind::Ancestral,
+    };
     move |i: usize, lam: f64, _mu: f64| {
-        let (t, tn) = (times[i], times[i + 1]);
-        let h = t - tn;
-        let at = vp.alpha(t);
-        let vt = at * at * lam + vp.sigma(t).powi(2);
-        let a = at / vp.alpha(tn);
-        let g2 = vp.sigma(t).powi(2) - a * a * vp.sigma(tn).powi(2);
-        let last = i + 1 == n;
-        let (m, q, nv) = match p {
-            PredictorKind::EulerMaruyama => {
-                let beta = vp.g2(t);
-                (
-                    1.0 + 0.5 * beta * h - beta * h / vt,
-                    beta * h * at / vt,
-                    beta * h,
-                )
-            }
-            PredictorKind::ReverseDiffusion => (2.0 - a - g2 / vt, g2 * at / vt, g2),
-            _ => (
-                (1.0 - g2 / vt) / a,
-                g2 * at / (a * vt),
-                vp.sigma(tn).powi(2) * g2 / vp.sigma(t).powi(2),
-            ),
-        };
-        (m, q, if last { 0.0 } else { nv })
+        reverse_coeffs(kind, &vp, (times[i], times[i + 1]), lam, i + 1 < n)
     }
 }
 
@@ -337,13 +133,6 @@ fn predictor_gap(p0: &GaussianMixture<f64>, p: PredictorKind, times: &[f64]) -> 
     )
 }
 
-/// The predicted mean shift of a reverse-SDE predictor on a grid (see [`predictor_step`]).
-fn predictor_mean_shift(p0: &GaussianMixture<f64>, p: PredictorKind, times: &[f64]) -> f64 {
-    let vp = VpLinear::<f64>::default();
-    let step = predictor_step(p, times);
-    predicted_mean_shift(p0, times.len() - 1, &step, 0.0, vp.alpha(T_EPS))
-}
-
 // ------------------------------------------------------------------ predictors
 
 /// Slack on the gap beyond the floor for the Gaussian-case bias model's own error (mode
@@ -352,30 +141,30 @@ fn model_slack(setup: &Setup) -> f64 {
     if setup.p0.dim() == 2 { 0.01 } else { 0.03 }
 }
 
-/// Run a PC sampler and check it against p_eps with its predicted discretisation bias.
+/// Run a PC sampler and check it against p_eps with its predicted discretisation bias:
+/// what is checked is the *unexplained* gap, and the mean error may exceed its floor
+/// tolerance by the predicted mean shift.
 fn check_pc(setup: &Setup, sampler: &Pc<f64, VpSde<f64>>, seed: u64, what: &str) -> Report {
     let x = run_pc(setup, sampler, seed);
-    let bias = predictor_gap(&setup.p0, *sampler.method().predictor(), sampler.times());
-    let shift = predictor_mean_shift(&setup.p0, *sampler.method().predictor(), sampler.times());
-    let r = setup.reference.evaluate(x.view()).unwrap();
-    println!(
-        "{} {what}: predicted bias {bias:+.4} mean shift {shift:.4}",
-        setup.name
-    );
-    // Shift the floor by the predicted bias: what is checked is the *unexplained* gap.
-    // Likewise the mean error may exceed its floor tolerance by the predicted mean shift.
-    let mut fl = setup.floor;
-    fl.gap_mean += bias;
-    fl.mean_err += shift / FLOOR_FACTOR;
-    check_against(
+    let vp = VpLinear::<f64>::default();
+    let times = sampler.times();
+    let step = predictor_step(*sampler.method().predictor(), times);
+    let rec = Recursion {
+        steps: times.len() - 1,
+        step: &step,
+        start: (0.0, 1.0),
+        end: (vp.alpha(T_EPS), vp.sigma(T_EPS)),
+    };
+    check_with_bias(
         &format!("{} {what}", setup.name),
         &setup.reference,
-        &fl,
+        &setup.floor,
         &x,
+        &setup.p0,
+        &rec,
         model_slack(setup),
     )
-    .unwrap();
-    r
+    .unwrap()
 }
 
 #[test]
@@ -714,7 +503,9 @@ fn ula_bias_shrinks_with_step() {
 fn annealed_langevin_matches_smld_target() {
     // The model's time is the noise level: AnalyticScore with the EDM schedule (σ(t) = t);
     // the target is p_0 * N(0, σ_L² I) with σ_L = 0.1, checked against exact draws of it.
-    // Step ratio δ/σ_L² = 0.3 (Song & Ermon use 0.2). ALD's known bias — the last level's
+    // Step ratio δ/σ_L² = 0.3 in `x + δ s + √(2δ) z` (Song & Ermon's code: step_lr/σ_L² = 0.2,
+    // the same convention; their Alg. 1 writes α_i/2 for our δ_i, so the paper's ε is 2δ —
+    // docs/stochastic.md, "Langevin step conventions"). ALD's known bias — the last level's
     // ULA bias and the broad directions' incomplete relaxation between the last levels
     // (relaxation takes (λ + σ_i²)/δ_i steps, hundreds for λ ≈ 1 at σ_i ≈ 0.1) — is
     // predicted by the same per-direction Gaussian recursion as for the predictors.
@@ -756,6 +547,44 @@ fn annealed_langevin_matches_smld_target() {
         )
         .unwrap();
     }
+}
+
+/// Song & Ermon's Alg. 1 by name: `α_i = ε σ_i²/σ_L²`, update `x + (α_i/2) s + √α_i z`, i.e.
+/// `δ_i = α_i/2`. On a 1-D Gaussian `N(0, λ)` convolved with `N(0, σ²)` (variance `v = λ + σ²`)
+/// ULA's stationary variance is `v/(1 − δ/(2v))` (per step `x' = (1 − δ/v) x + √(2δ) z`), so
+/// the convention is visible in the samples: at `ε/(2v) = 0.5` the paper's reading gives
+/// `δ/(2v) = 0.25`, variance `4v/3`; reading ε as δ (the factor-2 error) gives `2v`.
+#[test]
+fn annealed_langevin_song_ermon_epsilon_is_twice_the_step() {
+    let (lam, sigma) = (0.5_f64, 0.5);
+    let v = lam + sigma * sigma;
+    let eps = v; // ε/(2v) = 0.5
+    let gm = GaussianMixture::gaussian(ndarray::array![0.0], ndarray::array![[lam]]).unwrap();
+    let model = AnalyticScore::new(gm, Edm::<f64>::default());
+    // Two levels a hair apart (the ladder needs σ_max > σ_min), 60 steps each: the chain
+    // contracts by (1 − δ/v) = 0.75 per step, so it forgets its start within ~40 steps.
+    let paper = AnnealedLangevin::song_ermon(sigma * 1.001, sigma, 2, 60, eps).unwrap();
+    let code = AnnealedLangevin::new(sigma * 1.001, sigma, 2, 60, eps / 2.0).unwrap();
+    assert_eq!(paper.delta(1), eps / 2.0);
+    assert_eq!(paper.song_ermon_alpha(1), eps);
+    let n = 20_000;
+    let a = paper.sample(&model, n, 1, &mut rng(90)).unwrap().samples;
+    let b = code.sample(&model, n, 1, &mut rng(90)).unwrap().samples;
+    assert_eq!(a, b, "song_ermon(ε) is new(ε/2), bit for bit");
+    let var = a.var(0.0);
+    let want = v / (1.0 - eps / (4.0 * v));
+    // Sample variance of N = 20 000 draws: relative SE √(2/N) = 1 %; 4 SE = 4 %. The wrong
+    // convention (δ = ε) would give 2v = 1.5·want, 50 % off.
+    let se = want * (2.0 / n as f64).sqrt();
+    assert!(
+        (var - want).abs() < 4.0 * se,
+        "variance {var}, want {want} ± {se}"
+    );
+    // ε ≤ 0 is rejected by name.
+    assert!(matches!(
+        AnnealedLangevin::song_ermon(1.0, 0.1, 2, 2, 0.0),
+        Err(Error::InvalidParameter { name: "eps", .. })
+    ));
 }
 
 // ------------------------------------------------------------------ determinism, observers

@@ -1,6 +1,7 @@
 //! Classifier guidance and classifier-free guidance as [`ScoreModel`] adapters.
 
 use super::Scratch;
+use super::likelihood::{Guided, LikelihoodGradient};
 use crate::error::{Error, Result};
 use crate::num::Real;
 use crate::score::{ScoreModel, check_score_call};
@@ -178,6 +179,53 @@ impl<F: Real, M: ConditionalScore<F>> ScoreModel<F> for WithClass<M> {
     }
 }
 
+/// A time-dependent classifier with its class fixed, as a likelihood term:
+/// `∇ₓ log p_t(y = class | x)` ([`ClassifierGradient`]).
+#[derive(Debug, Clone)]
+pub struct ClassLikelihood<C> {
+    classifier: C,
+    class: usize,
+}
+
+impl<C> ClassLikelihood<C> {
+    /// `classifier` with its label fixed to `class` (checked if it knows its classes).
+    pub fn new<F: Real>(classifier: C, class: usize) -> Result<Self>
+    where
+        C: ClassifierGradient<F>,
+    {
+        if let Some(n) = classifier.n_classes() {
+            if class >= n {
+                return Err(Error::param(
+                    "class",
+                    class as f64,
+                    "must be < the number of classes",
+                ));
+            }
+        }
+        Ok(Self { classifier, class })
+    }
+    /// The class.
+    pub fn class(&self) -> usize {
+        self.class
+    }
+}
+
+impl<F: Real, C: ClassifierGradient<F>> LikelihoodGradient<F> for ClassLikelihood<C> {
+    fn grad_log_likelihood(
+        &self,
+        _model: &dyn ScoreModel<F>,
+        x: ArrayView2<F>,
+        t: F,
+        _score: ArrayView2<F>,
+        out: ArrayViewMut2<F>,
+    ) -> Result<()> {
+        self.classifier.grad_log_prob(x, t, self.class, out)
+    }
+    fn dim(&self) -> Option<usize> {
+        self.classifier.dim()
+    }
+}
+
 /// Classifier guidance: `s(x, t) + w ∇ₓ log p_t(y | x)`.
 ///
 /// With `w = 1` this is the conditional score `∇ₓ log p_t(x | y)` exactly (Bayes' rule,
@@ -204,18 +252,14 @@ impl<F: Real, M: ConditionalScore<F>> ScoreModel<F> for WithClass<M> {
 /// assert!(ClassifierGuidance::new(&model, &clf, 8, 1.0).is_err()); // the ring has 8 components
 /// ```
 pub struct ClassifierGuidance<M, C, F: Real> {
-    model: M,
-    classifier: C,
-    class: usize,
-    scale: F,
-    scratch: Scratch<F>,
+    guided: Guided<M, ClassLikelihood<C>, F>,
 }
 
 impl<M, C, F: Real> fmt::Debug for ClassifierGuidance<M, C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClassifierGuidance")
-            .field("class", &self.class)
-            .field("scale", &self.scale)
+            .field("class", &self.guided.likelihood().class())
+            .field("scale", &self.guided.scale())
             .finish_non_exhaustive()
     }
 }
@@ -226,51 +270,29 @@ impl<M: ScoreModel<F>, C: ClassifierGradient<F>, F: Real> ClassifierGuidance<M, 
     /// dimensions that disagree.
     pub fn new(model: M, classifier: C, class: usize, scale: F) -> Result<Self> {
         check_scale(scale)?;
-        check_class(class, classifier.n_classes())?;
-        if let (Some(a), Some(b)) = (model.dim(), classifier.dim()) {
-            if a != b {
-                return Err(Error::shape("classifier dimension (= model's)", a, b));
-            }
-        }
+        let likelihood = ClassLikelihood::new(classifier, class)?;
         Ok(Self {
-            model,
-            classifier,
-            class,
-            scale,
-            scratch: Scratch::new(),
+            guided: Guided::new(model, likelihood, scale)?,
         })
     }
     /// The guidance scale `w`.
     pub fn scale(&self) -> F {
-        self.scale
+        self.guided.scale()
     }
     /// The class guided towards.
     pub fn class(&self) -> usize {
-        self.class
+        self.guided.likelihood().class()
     }
 }
 
 impl<M: ScoreModel<F>, C: ClassifierGradient<F>, F: Real> ScoreModel<F>
     for ClassifierGuidance<M, C, F>
 {
-    fn score(&self, x: ArrayView2<F>, t: F, mut out: ArrayViewMut2<F>) -> Result<()> {
-        check_score_call(ScoreModel::dim(self), &x, &out)?;
-        self.model.score(x, t, out.view_mut())?;
-        if self.scale == F::zero() {
-            return Ok(());
-        }
-        let mut g = self.scratch.take(x.dim());
-        let r = self
-            .classifier
-            .grad_log_prob(x, t, self.class, g.view_mut());
-        if r.is_ok() {
-            out.scaled_add(self.scale, &g);
-        }
-        self.scratch.give(g);
-        r
+    fn score(&self, x: ArrayView2<F>, t: F, out: ArrayViewMut2<F>) -> Result<()> {
+        self.guided.score(x, t, out)
     }
     fn dim(&self) -> Option<usize> {
-        self.model.dim().or(self.classifier.dim())
+        self.guided.dim()
     }
 }
 

@@ -6,6 +6,8 @@ use crate::gmm::GaussianMixture;
 use crate::linalg;
 use crate::num::Real;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray_rand::RandomExt;
+use ndarray_rand::rand_distr::StandardNormal;
 use rand::RngCore;
 
 /// A linear observation with Gaussian noise: `y = A x + n`, `n ~ N(0, Σ_n)`, `A` is `M × D`.
@@ -86,12 +88,16 @@ impl<F: Real> LinearGaussian<F> {
     pub fn noise_cov(&self) -> ArrayView2<'_, F> {
         self.noise_cov.view()
     }
+    /// The lower Cholesky factor `L` of `Σ_n = L Lᵀ` (f64).
+    pub(crate) fn noise_cholesky(&self) -> ArrayView2<'_, f64> {
+        self.chol.view()
+    }
     /// Draw an observation `y = A x + L z` of one state `x` (`L Lᵀ = Σ_n`).
     pub fn observe(&self, x: ArrayView1<F>, rng: &mut dyn RngCore) -> Result<Array1<F>> {
         check::same_shape("x (length D)", &[self.a.ncols()], x.shape())?;
         check::finite("x", &x)?;
         let m = self.a.nrows();
-        let z = Array1::from_iter((0..m).map(|_| f64::standard_normal(rng)));
+        let z = Array1::<f64>::random_using(m, StandardNormal, rng);
         let n = self.chol.dot(&z);
         let ax = self.a.dot(&x);
         Ok(Array1::from_iter(

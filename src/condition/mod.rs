@@ -14,8 +14,12 @@
 //! | classifier-free guidance | `s_u + w (s_c − s_u)` (Ho & Salimans 2022, eq. 6), optional rescale (Lin et al. 2023, eq. 15–16) | [`ClassifierFree`], trait [`ConditionalScore`] |
 //! | the exact classifier of a mixture | `p_t(k \| x)` = responsibility, `∇ log p_t(k \| x) = s_k − s` | [`MixtureClassifier`] |
 //! | imputation / inpainting | replace the known coordinates by `α(t) y + σ(t) z` after every step (Song et al. 2021, App. I.2) | [`Imputation`] (an [`Observer`](crate::observe::Observer)) |
-//! | colourisation-type inverse problems | imputation in an orthogonal basis `u = Qᵀ x` (Song et al. 2021, App. I.3) | [`Imputation::with_basis`] |
+//! | colourisation-type inverse problems | imputation in an orthogonal basis `u = Qᵀ x` (Song et al. 2021, App. I.3) | [`Imputation::with_basis`]; per pixel / block without a dense `D × D` basis: [`Imputation::with_grouped_basis`] |
 //! | linear-Gaussian inverse problems | `y = A x + n`: the exact posterior of a mixture prior | [`GaussianMixture::posterior`](crate::gmm::GaussianMixture::posterior), [`LinearGaussian`] |
+//! | guidance by any likelihood term | `s + w ∇ₓ log p_t(y \| x)` for an observation of any kind | [`Guided`], trait [`LikelihoodGradient`], [`ClassLikelihood`] |
+//! | general inverse problems, any score model | DPS (Chung et al. 2023) and ΠGDM (Song et al. 2023) through Tweedie's `x̂₀` | [`TweedieLikelihood`] |
+//! | general inverse problems, projection | the paper's conditional sampler for `y = A x + n` (Song et al. 2021, App. I.4) | [`ObservationConstraint`] (an observer) |
+//! | the exact likelihood term of a mixture | `∇ log p_t(x \| y) − ∇ log p_t(x)` | [`ExactLikelihood`] |
 //!
 //! Guidance adapters are [`ScoreModel`](crate::ScoreModel)s and imputation is an observer, so
 //! every sampler works with them unchanged. See `docs/conditioning.md` for the measured
@@ -43,16 +47,25 @@
 //! ```
 
 mod classifier;
+mod exact_likelihood;
 mod guidance;
 mod inpaint;
 mod inverse;
+mod likelihood;
+mod projection;
+mod tweedie_likelihood;
 
 pub use classifier::MixtureClassifier;
+pub use exact_likelihood::ExactLikelihood;
 pub use guidance::{
-    ClassifierFree, ClassifierGradient, ClassifierGuidance, ConditionalScore, WithClass,
+    ClassLikelihood, ClassifierFree, ClassifierGradient, ClassifierGuidance, ConditionalScore,
+    WithClass,
 };
-pub use inpaint::{FinalStep, Imputation};
+pub use inpaint::{FinalStep, GroupLayout, Imputation};
 pub use inverse::LinearGaussian;
+pub use likelihood::{Guided, LikelihoodGradient};
+pub use projection::ObservationConstraint;
+pub use tweedie_likelihood::{JacobianMode, TweedieApprox, TweedieLikelihood};
 
 use crate::num::Real;
 use ndarray::Array2;

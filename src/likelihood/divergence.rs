@@ -22,20 +22,12 @@
 
 use crate::check;
 use crate::error::{Error, Result};
+pub use crate::jacobian::Probe;
+use crate::jacobian::ScoreJvp;
 use crate::num::Real;
 use crate::score::ScoreModel;
 use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut1, Axis, Zip};
 use rand::RngCore;
-
-/// The distribution of Hutchinson probe vectors (both have `E[v vᵀ] = I`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Probe {
-    /// Entries ±1 with probability ½ (the lower-variance choice, Hutchinson 1990).
-    Rademacher,
-    /// Standard normal entries (Skilling 1989).
-    Gaussian,
-}
 
 /// How to compute the score's divergence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +73,12 @@ pub struct Divergence<F> {
     method: DivergenceMethod,
     /// Probe vectors `(m, N, D)`: the coordinate axes are implicit for finite differences.
     probes: Array3<F>,
-    plus: Array2<F>,
-    minus: Array2<F>,
-    s_plus: Array2<F>,
-    s_minus: Array2<F>,
-    step: Vec<F>,
+    /// Central differences of the score along a direction ([`ScoreJvp`]).
+    jvp: ScoreJvp<F>,
+    /// The direction of a finite-difference column (`e_j` in every row).
+    axis: Array2<F>,
+    /// `J v` of the current direction.
+    jv: Array2<F>,
 }
 
 impl<F: Real> Divergence<F> {
@@ -105,31 +98,21 @@ impl<F: Real> Divergence<F> {
         let probes = match method {
             DivergenceMethod::Hutchinson { probes, probe } => {
                 let mut p = Array3::<F>::zeros((probes, n, d));
-                for v in p.iter_mut() {
-                    *v = match probe {
-                        Probe::Rademacher => {
-                            if rng.next_u32() & 1 == 0 {
-                                F::one()
-                            } else {
-                                -F::one()
-                            }
-                        }
-                        Probe::Gaussian => F::standard_normal(rng),
-                    };
+                for k in 0..probes {
+                    probe.fill(p.index_axis_mut(Axis(0), k), rng);
                 }
                 p
             }
             _ => Array3::zeros((0, n, d)),
         };
-        let buf = || Array2::<F>::zeros((n, d));
+        let fd = method == DivergenceMethod::FiniteDifference;
+        let hutch = matches!(method, DivergenceMethod::Hutchinson { .. });
         Ok(Self {
             method,
             probes,
-            plus: buf(),
-            minus: buf(),
-            s_plus: buf(),
-            s_minus: buf(),
-            step: vec![F::zero(); n],
+            jvp: ScoreJvp::new(n, d)?,
+            axis: Array2::zeros(if fd { (n, d) } else { (0, d) }),
+            jv: Array2::zeros(if fd || hutch { (n, d) } else { (0, d) }),
         })
     }
 
@@ -156,7 +139,11 @@ impl<F: Real> Divergence<F> {
         t: F,
         mut out: ArrayViewMut1<F>,
     ) -> Result<usize> {
-        check::same_shape("divergence batch", self.plus.shape(), x.shape())?;
+        check::same_shape(
+            "divergence batch",
+            &[self.jvp.shape().0, self.jvp.shape().1],
+            x.shape(),
+        )?;
         check::same_shape("divergence output", &[x.nrows()], out.shape())?;
         match self.method {
             DivergenceMethod::Exact => {
@@ -168,69 +155,33 @@ impl<F: Real> Divergence<F> {
             }
             DivergenceMethod::FiniteDifference => {
                 out.fill(F::zero());
-                self.set_steps(&x);
                 let d = x.ncols();
                 for j in 0..d {
-                    self.plus.assign(&x);
-                    self.minus.assign(&x);
-                    for i in 0..x.nrows() {
-                        self.plus[[i, j]] += self.step[i];
-                        self.minus[[i, j]] -= self.step[i];
-                    }
-                    model.score(self.plus.view(), t, self.s_plus.view_mut())?;
-                    model.score(self.minus.view(), t, self.s_minus.view_mut())?;
-                    for i in 0..x.nrows() {
-                        out[i] += (self.s_plus[[i, j]] - self.s_minus[[i, j]])
-                            / (F::lit(2.0) * self.step[i]);
-                    }
+                    // ∂s_j/∂x_j: the j-th entry of J e_j.
+                    self.axis.fill(F::zero());
+                    self.axis.column_mut(j).fill(F::one());
+                    self.jvp
+                        .eval(model, x, t, self.axis.view(), self.jv.view_mut())?;
+                    Zip::from(&mut out)
+                        .and(self.jv.column(j))
+                        .for_each(|o, &g| *o += g);
                 }
                 Ok(2 * d)
             }
             DivergenceMethod::Hutchinson { probes, .. } => {
                 out.fill(F::zero());
-                self.set_steps(&x);
+                let inv_m = F::one() / F::from_usize_lossy(probes);
                 for p in 0..probes {
                     let v = self.probes.index_axis(Axis(0), p);
-                    Zip::from(self.plus.rows_mut())
-                        .and(self.minus.rows_mut())
-                        .and(x.rows())
-                        .and(v.rows())
-                        .and(&self.step)
-                        .for_each(|mut a, mut b, xr, vr, &h| {
-                            Zip::from(&mut a).and(&mut b).and(&xr).and(&vr).for_each(
-                                |a, b, &x, &v| {
-                                    *a = x + h * v;
-                                    *b = x - h * v;
-                                },
-                            );
-                        });
-                    model.score(self.plus.view(), t, self.s_plus.view_mut())?;
-                    model.score(self.minus.view(), t, self.s_minus.view_mut())?;
-                    let inv_m = F::one() / F::from_usize_lossy(probes);
+                    self.jvp.eval(model, x, t, v, self.jv.view_mut())?;
+                    // vᵀ J v per row.
                     Zip::from(&mut out)
-                        .and(self.s_plus.rows())
-                        .and(self.s_minus.rows())
                         .and(v.rows())
-                        .and(&self.step)
-                        .for_each(|o, sp, sm, vr, &h| {
-                            let mut q = F::zero();
-                            for j in 0..vr.len() {
-                                q += vr[j] * (sp[j] - sm[j]);
-                            }
-                            *o += q / (F::lit(2.0) * h) * inv_m;
-                        });
+                        .and(self.jv.rows())
+                        .for_each(|o, vr, jr| *o += vr.dot(&jr) * inv_m);
                 }
                 Ok(2 * probes)
             }
-        }
-    }
-
-    /// `h_i = ε^{1/3} max(1, ‖x_i‖_∞)` (see the module docs).
-    fn set_steps(&mut self, x: &ArrayView2<F>) {
-        let base = F::EPS.cbrt();
-        for (h, r) in self.step.iter_mut().zip(x.rows()) {
-            let m = r.iter().fold(F::one(), |a, v| a.max(v.abs()));
-            *h = base * m;
         }
     }
 }

@@ -15,24 +15,39 @@
 //! differences, or Hutchinson with the same probes as the score's). The solver's error norm
 //! covers both `x` and `Δ` (RMS over the row, max over the batch).
 //!
-//! The prior `p_T` is the SDE's `N(0, s² I)`; for VP at `T = 1` it differs from the true
-//! `p_T` by `α(1) ≈ 0.0066` in the means, a prior-mismatch error of up to a few 10⁻² nats
-//! that no solver tolerance removes. [`Likelihood`] therefore also returns the latent `x_T`
-//! and `Δ` separately, so a caller with a better `log p_T` (the tests use the exact one) can
-//! add it.
+//! The prior `p_T` ([`Prior`]) is by default the SDE's own (`N(0, s² I)` for a linear SDE);
+//! for VP at `T = 1` it differs from the true `p_T` by `α(1) ≈ 0.0066` in the means, a
+//! prior-mismatch error of up to tenths of a nat in 32-D that no solver tolerance removes.
+//! [`OdeLikelihood::prior`] takes any log-density instead — the exact `p_T` of an analytic
+//! mixture ([`OdeLikelihood::exact_mixture_prior`]) or the caller's own — and [`Likelihood`]
+//! also returns the latent `x_T` and `Δ` separately.
 
 use super::divergence::{Divergence, DivergenceMethod};
 use crate::check;
 use crate::dynamics::PfOdeRhs;
 use crate::error::{Error, Result};
+use crate::gmm::GaussianMixture;
 use crate::num::Real;
 use crate::observe::NoObserver;
 use crate::ode::{Dopri5, OdeRhs};
 use crate::schedule::check_time;
-use crate::score::ScoreModel;
+use crate::score::{LogDensity, ScoreModel};
 use crate::sde::ForwardSde;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Zip, s};
 use rand::RngCore;
+use std::sync::Arc;
+
+/// The prior density `p_T` whose log the likelihood adds at the end of the flow.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum Prior<F> {
+    /// The SDE's prior ([`ForwardSde::prior_log_prob`]): `N(0, s² I)` for a linear SDE.
+    #[default]
+    Sde,
+    /// Any log-density of the caller's: the exact `p_T` of an analytic mixture (a
+    /// [`GaussianMixture`] is a [`LogDensity`]), a fitted Gaussian, a flow…
+    Density(Arc<dyn LogDensity<F>>),
+}
 
 /// The drift `f(x, t)` seen as a vector field, so the divergence estimators can take its
 /// divergence when the SDE does not know it.
@@ -101,7 +116,7 @@ impl<F: Real> OdeRhs<F> for Augmented<'_, F> {
 pub struct Likelihood<F> {
     /// `log p_{t₀}(x)` per row: `prior_log_p + delta_log_p`.
     pub log_p: Array1<F>,
-    /// `log p_T(x_T)` under the SDE's prior.
+    /// `log p_T(x_T)` under the likelihood's [`Prior`].
     pub prior_log_p: Array1<F>,
     /// `Δ = ∫_{t₀}^{T} ∇ · F dt` per row.
     pub delta_log_p: Array1<F>,
@@ -139,6 +154,7 @@ pub struct OdeLikelihood<F, S> {
     max_steps: usize,
     divergence: DivergenceMethod,
     t_start: Option<F>,
+    prior: Prior<F>,
 }
 
 impl<F: Real, S: ForwardSde<F>> OdeLikelihood<F, S> {
@@ -152,7 +168,56 @@ impl<F: Real, S: ForwardSde<F>> OdeLikelihood<F, S> {
             max_steps,
             divergence: DivergenceMethod::Exact,
             t_start: None,
+            prior: Prior::Sde,
         })
+    }
+    /// Use `log p_T` of `density` in place of the SDE's prior (its dimension, if it has one,
+    /// must match the data's).
+    ///
+    /// ```
+    /// use score_sde::likelihood::{OdeLikelihood, Prior};
+    /// use score_sde::prelude::*;
+    /// use rand::SeedableRng;
+    /// let sde = VpSde::<f64>::default();
+    /// let ring = problems::ring2d::<f64>();
+    /// let model = AnalyticScore::new(ring.clone(), *sde.schedule());
+    /// // The exact p_T = the ring diffused to T = 1, given as a log-density.
+    /// let p_t = ring.diffuse(sde.schedule(), 1.0)?;
+    /// let lik = OdeLikelihood::new(sde.clone())?.tolerances(1e-8, 1e-8)?.prior(p_t);
+    /// let x = ndarray::array![[4.0, 0.0], [9.0, -9.0]]; // on the ring, and far in the tail
+    /// let r = lik.log_prob(&model, x.view(), &mut rand_pcg::Pcg64::seed_from_u64(0))?;
+    /// let exact = ring.diffuse(sde.schedule(), 1e-3)?.log_prob(x.view())?;
+    /// assert!((&r.log_p - &exact).iter().all(|e| e.abs() < 1e-4));
+    /// # Ok::<(), score_sde::Error>(())
+    /// ```
+    pub fn prior(mut self, density: impl LogDensity<F> + 'static) -> Self {
+        self.prior = Prior::Density(Arc::new(density));
+        self
+    }
+    /// Set the [`Prior`] (the SDE's by default).
+    pub fn with_prior(mut self, prior: Prior<F>) -> Self {
+        self.prior = prior;
+        self
+    }
+    /// The exact `p_T = Σ w_k N(α(T) μ_k, α(T)² S_k + σ(T)² I)` of data distributed as the
+    /// mixture `p0` ([`GaussianMixture::diffuse`]) as the prior. Needs a linear SDE
+    /// ([`ForwardSde::linear_schedule`]), else [`Error::Unsupported`].
+    pub fn exact_mixture_prior(self, p0: &GaussianMixture<F>) -> Result<Self> {
+        let sch = self
+            .sde
+            .linear_schedule()
+            .ok_or_else(|| Error::Unsupported {
+                what: "the exact mixture prior",
+                reason: "p_T of a mixture is closed-form only for a linear SDE (linear_schedule)"
+                    .into(),
+            })?;
+        let (_, t_max) = self.sde.t_range();
+        let p_t = p0.diffuse(sch, t_max)?;
+        Ok(self.prior(p_t))
+    }
+    /// The prior.
+    pub fn prior_density(&self) -> &Prior<F> {
+        &self.prior
     }
     /// Set the solver's relative and absolute tolerances (both `> 0`).
     pub fn tolerances(mut self, rtol: F, atol: F) -> Result<Self> {
@@ -201,6 +266,13 @@ impl<F: Real, S: ForwardSde<F>> OdeLikelihood<F, S> {
             }
         }
         check::finite("likelihood batch", &x)?;
+        if let Prior::Density(p) = &self.prior {
+            if let Some(dp) = p.dim() {
+                if dp != x.ncols() {
+                    return Err(Error::shape("prior dimension (= data's)", x.ncols(), dp));
+                }
+            }
+        }
         let (n, d) = x.dim();
         let (t_min, t_max) = self.sde.t_range();
         let t0 = self.t_start.unwrap_or(t_min);
@@ -223,8 +295,12 @@ impl<F: Real, S: ForwardSde<F>> OdeLikelihood<F, S> {
         let latent = state.slice(s![.., ..d]).to_owned();
         let delta_log_p = state.column(d).to_owned();
         let mut prior_log_p = Array1::<F>::zeros(n);
-        self.sde
-            .prior_log_prob(latent.view(), prior_log_p.view_mut())?;
+        match &self.prior {
+            Prior::Sde => self
+                .sde
+                .prior_log_prob(latent.view(), prior_log_p.view_mut())?,
+            Prior::Density(p) => p.log_density(latent.view(), prior_log_p.view_mut())?,
+        }
         let log_p = &prior_log_p + &delta_log_p;
         if let Some(i) = log_p.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite {

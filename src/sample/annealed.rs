@@ -1,4 +1,12 @@
 //! Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1).
+//!
+//! **Step conventions.** Every Langevin update in this crate is written
+//! `x ← x + δ s + √(2δ) z` (Roberts & Tweedie 1996, eq. 1.2). Song & Ermon's Algorithm 1
+//! writes the same update with `α_i = ε σ_i²/σ_L²` as `x ← x + (α_i/2) s + √α_i z`, so
+//! `δ_i = α_i/2 = (ε/2) σ_i²/σ_L²`; their released code (NCSN `anneal_Langevin_dynamics`)
+//! writes `x + step_size · s + √(2 step_size) z` with `step_size = step_lr σ_i²/σ_L²`, so
+//! `δ_i = step_lr σ_i²/σ_L²`. Hence `step_lr = δ = ε/2`: [`AnnealedLangevin::new`] takes
+//! the code's `step_lr` (our base `δ`), [`AnnealedLangevin::song_ermon`] the paper's `ε`.
 
 use super::driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
 use super::ula::{gaussian_init, gaussian_rows, langevin_update, nonzero_steps};
@@ -111,8 +119,9 @@ impl<F: Real> StepMethod<F> for AnnealedLangevinStep<F> {
 /// [`AnnealedLangevinStep`] over its levels.
 ///
 /// Noise levels form a geometric ladder `σ_i = σ_max (σ_min/σ_max)^{(i−1)/(L−1)}`,
-/// `i = 1 … L`. At level `i` it takes `n` ULA steps with `δ_i = δ σ_i²/σ_L²` on the score
-/// model evaluated at `t = σ_i` (a model whose time is the noise level; see
+/// `i = 1 … L`. At level `i` it takes `n` ULA steps `x ← x + δ_i s + √(2δ_i) z` with
+/// `δ_i = δ σ_i²/σ_L²` — the paper's `α_i/2`, see the [module docs](self) for the two
+/// conventions — on the score model evaluated at `t = σ_i` (a model whose time is the noise level; see
 /// [`Ula`](super::Ula)'s module docs). NFE = `L · n` (+1 with
 /// [`GridSampler::denoise_final`], which returns `x + σ_L² s(x, σ_L)`, Tweedie's formula
 /// for `α = 1`). The observer sees steps `1 … L·n` with `t = σ_i`. The initial state is
@@ -134,7 +143,9 @@ pub type AnnealedLangevin<F> = GridSampler<F, AnnealedLangevinStep<F>>;
 
 impl<F: Real> GridSampler<F, AnnealedLangevinStep<F>> {
     /// `levels ≥ 2` noise levels from `sigma_max` down to `sigma_min` (`0 < σ_min < σ_max`),
-    /// `steps_per_level ≥ 1` steps each, base step `step > 0` (the step at `σ_min`).
+    /// `steps_per_level ≥ 1` steps each, base step `step > 0`: the Langevin step `δ_L` at
+    /// `σ_min` in `x ← x + δ s + √(2δ) z` — the `step_lr` of Song & Ermon's code, half the
+    /// `ε` of their paper (use [`AnnealedLangevin::song_ermon`] to pass `ε`).
     pub fn new(
         sigma_max: F,
         sigma_min: F,
@@ -164,6 +175,36 @@ impl<F: Real> GridSampler<F, AnnealedLangevinStep<F>> {
         let plan = method.plan()?;
         GridSampler::with_plan(method, plan)
     }
+    /// Song & Ermon's parameterisation by name (2019, Alg. 1): `α_i = ε σ_i²/σ_L²` and the
+    /// update `x ← x + (α_i/2) s + √α_i z`, i.e. [`AnnealedLangevin::new`] with base step
+    /// `δ = ε/2` (`eps > 0`).
+    ///
+    /// ```
+    /// use score_sde::sample::AnnealedLangevin;
+    /// let paper = AnnealedLangevin::<f64>::song_ermon(1.0, 0.01, 10, 100, 2e-5).unwrap();
+    /// // α_L = ε at the last level, and the step taken is δ_L = α_L/2.
+    /// assert_eq!(paper.song_ermon_alpha(9), 2e-5);
+    /// assert_eq!(paper.delta(9), 1e-5);
+    /// // The same sampler as `new` with the code's `step_lr = ε/2`.
+    /// let code = AnnealedLangevin::<f64>::new(1.0, 0.01, 10, 100, 1e-5).unwrap();
+    /// assert_eq!(code.delta(0), paper.delta(0));
+    /// ```
+    pub fn song_ermon(
+        sigma_max: F,
+        sigma_min: F,
+        levels: usize,
+        steps_per_level: usize,
+        eps: F,
+    ) -> Result<Self> {
+        let eps = positive("eps", eps)?;
+        Self::new(
+            sigma_max,
+            sigma_min,
+            levels,
+            steps_per_level,
+            F::lit(0.5) * eps,
+        )
+    }
     /// Standard deviation of the `N(0, s² I)` initial state (`> 0`).
     pub fn initial_std(mut self, s: F) -> Result<Self> {
         self.method.init_std = positive("initial_std", s)?;
@@ -172,6 +213,17 @@ impl<F: Real> GridSampler<F, AnnealedLangevinStep<F>> {
     /// The noise level of level `i` (0-based).
     pub fn level(&self, i: usize) -> F {
         self.method.level(i)
+    }
+    /// The Langevin step `δ_i = δ σ_i²/σ_L²` of level `i` (0-based) in
+    /// `x ← x + δ_i s + √(2δ_i) z`.
+    pub fn delta(&self, i: usize) -> F {
+        let (sigma, sl) = (self.method.level(i), self.method.sigma_min);
+        self.method.step * sigma * sigma / (sl * sl)
+    }
+    /// Song & Ermon's `α_i = ε σ_i²/σ_L² = 2 δ_i` of level `i` (0-based), the step of their
+    /// Algorithm 1 `x ← x + (α_i/2) s + √α_i z`.
+    pub fn song_ermon_alpha(&self, i: usize) -> F {
+        F::lit(2.0) * self.delta(i)
     }
     /// Total steps `L · n` (`None` if it overflows `usize`).
     pub fn total_steps(&self) -> Option<usize> {

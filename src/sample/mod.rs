@@ -73,8 +73,8 @@ pub use noise_table::NoiseTable;
 pub use pc::{Pc, PcOrder, PcStep};
 pub use pf_ode::{OdeSolver, PfOde, ProbabilityFlow};
 pub use predictor::{
-    AncestralSampling, EulerMaruyama, NoPredictor, PcBuffers, Predictor, PredictorKind,
-    ReverseDiffusion,
+    AncestralSampling, Ddpm, DdpmVariance, EulerMaruyama, NoPredictor, PcBuffers, Predictor,
+    PredictorKind, ReverseDiffusion,
 };
 pub use run_spec::RunSpec;
 pub use sde_adaptive::{GgfStep, GottaGoFast};

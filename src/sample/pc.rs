@@ -18,7 +18,11 @@
 //!
 //! NFE = `n · (predictor + corrector steps) + [denoise]`. The observer is called after every
 //! grid step (step `i + 1`, time `t_{i+1}`) and, with denoising, once more as step `n + 1`
-//! at `t_min`.
+//! at `t_min`. An observer that constrains the state (inpainting,
+//! [`Imputation`](crate::condition::Imputation)) is also applied after **every corrector
+//! step**, at the corrector's time ([`StepContext::constrain`]) — score_sde's
+//! `get_pc_inpainter` / `get_pc_colorizer`, which mask after the corrector as well as after
+//! the predictor — and, predictor first, after the predictor before the corrector runs.
 //!
 //! Differences from score_sde, all deliberate: the grid has `n + 1` points and the
 //! predictor's `dt` is the grid spacing (score_sde uses `linspace(T, eps, N)` with
@@ -27,13 +31,16 @@
 //! of `N` discrete betas indexed by `int(t (N−1)/T)`; noise comes from per-row streams
 //! ([`RowNoise`](crate::num::RowNoise)).
 
-use super::corrector::{Corrector, CorrectorAt, CorrectorKind, LangevinCorrector, StepRule};
+use super::corrector::{
+    Corrector, CorrectorAt, CorrectorKind, LangevinCorrector, NoCorrector, StepRule,
+};
 use super::driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
-use super::predictor::{PcBuffers, Predictor, PredictorKind};
-use crate::error::Result;
+use super::predictor::{Ddpm, DdpmVariance, PcBuffers, Predictor, PredictorKind};
+use crate::error::{Error, Result};
 use crate::grid::TimeGrid;
 use crate::num::Real;
-use crate::sde::ForwardSde;
+use crate::schedule::DiscreteVp;
+use crate::sde::{ForwardSde, LinearSde};
 use ndarray::Array2;
 use rand::RngCore;
 use std::marker::PhantomData;
@@ -108,6 +115,10 @@ impl<F: Real, S: ForwardSde<F>, P: Predictor<F>, C: Corrector<F>> PcStep<F, S, P
         for _ in 0..n {
             let at = CorrectorAt { t, alpha_i };
             self.corrector.correct(&self.sde, ctx, buf, x, at)?;
+            // score_sde's conditional PC samplers (`get_pc_inpainter`, `get_pc_colorizer`)
+            // re-impose the observation after every corrector step too, not only after the
+            // predictor: the observer's constraint at the corrector's time.
+            ctx.constrain(t, x.view_mut())?;
         }
         Ok(())
     }
@@ -152,6 +163,11 @@ impl<F: Real, S: ForwardSde<F>, P: Predictor<F>, C: Corrector<F>> StepMethod<F>
             }
             PcOrder::PredictorFirst => {
                 self.predictor.predict(&self.sde, ctx, buf, x, step)?;
+                // The corrector must see the constrained state, as with corrector first
+                // (where the driver constrains after the predictor, between grid steps).
+                if self.corrector.steps() > 0 {
+                    ctx.constrain(step.t_next, x.view_mut())?;
+                }
                 self.correct(ctx, buf, x, step, step.t_next)?;
             }
         }
@@ -204,6 +220,31 @@ impl<F: Real, S: ForwardSde<F>> GridSampler<F, PcStep<F, S, PredictorKind, Corre
     pub fn new(sde: S, grid: TimeGrid<F>) -> Result<Self> {
         let step = PcStep::new(sde, PredictorKind::EulerMaruyama, CorrectorKind::None)?;
         GridSampler::with_grid(step, grid)
+    }
+}
+
+impl<F: Real> GridSampler<F, PcStep<F, LinearSde<F, DiscreteVp<F>>, Ddpm, NoCorrector>> {
+    /// DDPM sampling as published (Ho et al. 2020, Algorithm 2) on a β table: `x_T ~ N(0, I)`,
+    /// then for `t = T, …, 2` the step `x_{t−1} = (x_t − β_t/√(1 − ᾱ_t) ε)/√α_t + σ_t z`
+    /// with `σ_t² = β_t` or `β̃_t` ([`Ddpm`]), over the table's knots `t_k = k/N` from
+    /// `1` down to `1/N`, and finally the noise-free `x_0 = (x_1 − β_1/√(1 − ᾱ_1) ε)/√α_1`,
+    /// which is Tweedie's denoise at `t_1` ([`GridSampler::denoise_final`], on). NFE = `N`;
+    /// the model is called at the knot times `k/N` (diffusers' timestep index `k − 1`).
+    pub fn ddpm(table: DiscreteVp<F>, variance: DdpmVariance) -> Result<Self> {
+        let n = table.len();
+        if n < 2 {
+            return Err(Error::param(
+                "DDPM table length",
+                n as f64,
+                "needs at least 2 steps (one ancestral step and the final one)",
+            ));
+        }
+        let nf = F::from_usize_lossy(n);
+        let times: Vec<F> = (1..=n).rev().map(|k| F::from_usize_lossy(k) / nf).collect();
+        let grid = TimeGrid::custom(&table, times)?;
+        let sde = LinearSde::new(table).with_prior_std(F::one())?;
+        let step = PcStep::new(sde, Ddpm::new(variance), NoCorrector)?;
+        Ok(GridSampler::with_grid(step, grid)?.denoise_final(true))
     }
 }
 

@@ -21,7 +21,7 @@ use crate::observe::NoObserver;
 use crate::ode::{AdaptiveRk, AdaptiveState, Attempt, FixedMethod, FixedStepper, OdeStats};
 use crate::score::ScoreModel;
 use crate::sde::ForwardSde;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView1};
 use rand::RngCore;
 
 /// How [`ProbabilityFlow`] integrates.
@@ -296,5 +296,39 @@ impl<F: Real, S: ForwardSde<F>> GridSampler<F, PfOde<F, S>> {
         z: Array2<F>,
     ) -> Result<(Array2<F>, OdeStats<F>)> {
         self.integrate(model, z, false)
+    }
+    /// Interpolate between two data points through their latents (Song et al. 2021, §4.3,
+    /// Fig. 3): encode `a` and `b`, take `k ≥ 2` latents on the great circle between them
+    /// ([`latent::interpolate`](crate::latent::interpolate)), decode. Returns the latents and
+    /// the decoded points, one per row, the first and last the round trips of `a` and `b`.
+    ///
+    /// ```
+    /// use score_sde::prelude::*;
+    /// use score_sde::sample::{Dopri5, ProbabilityFlow};
+    /// use ndarray::array;
+    /// let sde = VpSde::<f64>::default();
+    /// let model = AnalyticScore::new(problems::ring2d::<f64>(), *sde.schedule());
+    /// let pf = ProbabilityFlow::adaptive(sde, Dopri5::new(1e-6, 1e-6)?);
+    /// let (a, b) = (array![4.0, 0.0], array![0.0, 4.0]);
+    /// let (z, x) = pf.interpolate(&model, a.view(), b.view(), 5)?;
+    /// assert_eq!((z.nrows(), x.nrows()), (5, 5));
+    /// assert!((&x.row(0) - &a).iter().all(|e| e.abs() < 1e-3));
+    /// # Ok::<(), score_sde::Error>(())
+    /// ```
+    pub fn interpolate(
+        &self,
+        model: &dyn ScoreModel<F>,
+        a: ArrayView1<F>,
+        b: ArrayView1<F>,
+        k: usize,
+    ) -> Result<(Array2<F>, Array2<F>)> {
+        crate::check::same_shape("second point (length of the first)", a.shape(), b.shape())?;
+        let mut ends = Array2::<F>::zeros((2, a.len()));
+        ends.row_mut(0).assign(&a);
+        ends.row_mut(1).assign(&b);
+        let (z, _) = self.encode(model, ends)?;
+        let path = crate::latent::interpolate(z.row(0), z.row(1), k)?;
+        let (x, _) = self.decode(model, path.clone())?;
+        Ok((path, x))
     }
 }

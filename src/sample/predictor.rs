@@ -15,6 +15,7 @@
 //! | [`EulerMaruyama`] | mean `x − [f(x,t) − g² s] h`, std `g(t) √h` | any | Song et al. 2021, App. E (`EulerMaruyamaPredictor`) |
 //! | [`ReverseDiffusion`] | mean `x − f_i + G_i² s`, std `G_i`, with `(f_i, G_i)` from [`ForwardSde::discretize`] over `[t', t]` (the exact transition for a linear SDE) | any | Song et al. 2021, eq. 46 (`ReverseDiffusionPredictor`) |
 //! | [`AncestralSampling`] | mean `(x + v s)/a`, std `σ_{t'} √v / σ_t`, with `a = α_t/α_{t'}`, `v = σ_t² − a² σ_{t'}²` | linear | Ho et al. 2020, eq. 11 (VP); Song et al. 2021, eq. 47 (VE) |
+//! | [`Ddpm`] | mean `(x + v s)/a`, std `√v` (`σ_t² = β_t`) or `σ_{t'} √v / σ_t` (`β̃_t`), noise on every step | linear | Ho et al. 2020, Alg. 2 and §3.2 |
 //! | [`NoPredictor`] | `x` unchanged (corrector-only sampling) | any | score_sde's `NonePredictor` |
 //!
 //! The ancestral step is the DDPM posterior `q(x_{t'} | x_t, x̂_0)` with Tweedie's
@@ -256,16 +257,111 @@ impl<F: Real> Predictor<F> for AncestralSampling {
         x: &mut Array2<F>,
         step: &StepInfo<F>,
     ) -> Result<()> {
-        let Some(sch) = sde.linear_schedule() else {
-            return <Self as Predictor<F>>::check(self, sde);
-        };
-        let t = step.t;
-        ctx.model().score(x.view(), t, buf.score.view_mut())?;
-        let (s_t, s_n) = (sch.sigma(t), sch.sigma(step.t_next));
-        let (a, v) = sch.transition(step.t_next, t);
-        let ia = F::one() / a;
-        let c = (ia, v * ia, s_n * v.sqrt() / s_t);
-        fused_update(ctx, x, &buf.score, c, step.is_last())
+        let last = step.is_last();
+        ancestral_step(sde, ctx, buf, x, step, DdpmVariance::BetaTilde, last)
+    }
+}
+
+/// One ancestral step (score call and fused update), without noise when `noiseless`.
+fn ancestral_step<F: Real>(
+    sde: &dyn ForwardSde<F>,
+    ctx: &mut StepContext<'_, F>,
+    buf: &mut PcBuffers<F>,
+    x: &mut Array2<F>,
+    step: &StepInfo<F>,
+    variance: DdpmVariance,
+    noiseless: bool,
+) -> Result<()> {
+    let Some(sch) = sde.linear_schedule() else {
+        return <AncestralSampling as Predictor<F>>::check(&AncestralSampling, sde);
+    };
+    ctx.model().score(x.view(), step.t, buf.score.view_mut())?;
+    let c = ancestral_coeffs(sch, step.t, step.t_next, variance);
+    fused_update(ctx, x, &buf.score, c, noiseless)
+}
+
+/// The reverse-process variance `σ_t²` of a DDPM step (Ho et al. 2020, §3.2): the two
+/// choices that are optimal for `x_0 ~ N(0, I)` (`β_t`) and for `x_0` a single point
+/// (`β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) β_t`), the upper and lower bounds on the reverse
+/// variance of a data distribution with unit coordinatewise variance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DdpmVariance {
+    /// `σ_t² = β_t` (in `α`/`σ` form: `v = σ_t² − a² σ_{t'}²`).
+    Beta,
+    /// `σ_t² = β̃_t = σ_{t'}² v/σ_t²`, the variance of the forward posterior
+    /// `q(x_{t'} | x_t, x_0)` (what [`AncestralSampling`] uses).
+    #[default]
+    BetaTilde,
+}
+
+/// `(c_x, c_s, std)` of the ancestral step from `t` to `t' < t` of a linear schedule:
+/// mean `(x + v s)/a` — Ho et al. 2020's `(x − β/√(1 − ᾱ_t) ε)/√(1 − β)` with `s = −ε/σ_t` —
+/// and the standard deviation of `variance`.
+fn ancestral_coeffs<F: Real>(
+    sch: &dyn crate::schedule::Schedule<F>,
+    t: F,
+    t_next: F,
+    variance: DdpmVariance,
+) -> (F, F, F) {
+    let (a, v) = sch.transition(t_next, t);
+    let ia = F::one() / a;
+    let std = match variance {
+        DdpmVariance::Beta => v.sqrt(),
+        DdpmVariance::BetaTilde => sch.sigma(t_next) * v.sqrt() / sch.sigma(t),
+    };
+    (ia, v * ia, std)
+}
+
+/// Ho et al. 2020's reverse step, Algorithm 2 (`x_{t−1} = (x_t − β_t/√(1 − ᾱ_t) ε)/√α_t +
+/// σ_t z`), in `α`/`σ` form on any grid of a linear schedule (a strided grid is the respaced
+/// DDPM of Nichol & Dhariwal 2021, §4, with `β = 1 − ᾱ_t/ᾱ_{t'}`), with either variance
+/// ([`DdpmVariance`]). Unlike [`AncestralSampling`] it adds noise on **every** step: in
+/// Algorithm 2 only the final step to `x_0` is noise-free, and that step is Tweedie's
+/// denoise at `t_1` — `(x_1 − √(1 − ᾱ_1) ε)/√ᾱ_1 = (x_1 − β_1/√(1 − ᾱ_1) ε)/√α_1` since
+/// `ᾱ_1 = α_1` — which [`Pc::ddpm`](super::GridSampler::ddpm) runs as the driver's final denoise.
+///
+/// ```
+/// use score_sde::prelude::*;
+/// use score_sde::sample::{DdpmVariance, Pc};
+/// use rand::SeedableRng;
+/// // Ho et al.'s table: 1000 steps, β linear from 1e-4 to 0.02.
+/// let table = DiscreteVp::<f64>::ddpm_linear(1000, 1e-4, 0.02)?;
+/// let ddpm = Pc::ddpm(table.clone(), DdpmVariance::Beta)?;
+/// let model = AnalyticScore::new(problems::ring2d::<f64>(), table);
+/// let run = ddpm.sample(&model, 500, 2, &mut rand_pcg::Pcg64::seed_from_u64(0))?;
+/// assert_eq!(run.nfe, 1000); // T score calls: 999 ancestral steps and the final x_0 step
+/// let r = run.samples.rows().into_iter().map(|r| r.dot(&r).sqrt()).sum::<f64>() / 500.0;
+/// assert!((r - 4.0).abs() < 0.2);
+/// # Ok::<(), score_sde::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub struct Ddpm {
+    /// The reverse variance.
+    pub variance: DdpmVariance,
+}
+
+impl Ddpm {
+    /// Algorithm 2 with reverse variance `variance`.
+    pub fn new(variance: DdpmVariance) -> Self {
+        Self { variance }
+    }
+}
+
+impl<F: Real> Predictor<F> for Ddpm {
+    fn check(&self, sde: &dyn ForwardSde<F>) -> Result<()> {
+        <AncestralSampling as Predictor<F>>::check(&AncestralSampling, sde)
+    }
+    fn predict(
+        &self,
+        sde: &dyn ForwardSde<F>,
+        ctx: &mut StepContext<'_, F>,
+        buf: &mut PcBuffers<F>,
+        x: &mut Array2<F>,
+        step: &StepInfo<F>,
+    ) -> Result<()> {
+        ancestral_step(sde, ctx, buf, x, step, self.variance, false)
     }
 }
 

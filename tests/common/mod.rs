@@ -2,6 +2,8 @@
 //! module with `mod common;`; not every file uses every helper).
 #![allow(dead_code)]
 
+pub mod stats;
+
 use ndarray::{ArrayBase, Data, Dimension};
 use rand::SeedableRng;
 
