@@ -36,10 +36,9 @@ use crate::num::Real;
 use crate::num::par::zip_update;
 use crate::ode::controller::{BatchNorm, SpanSteps, pair_error_norm};
 use crate::ode::explicit::flat;
-use crate::sde::MarginalSde;
+use crate::sde::{ForwardSde, MarginalSde};
 use crate::tweedie::denoise_into;
 use ndarray::{Array2, Zip};
-use rand::RngCore;
 
 /// One step of adaptive DPM-Solver-12 / -23 (see the [module docs](self)).
 #[derive(Debug, Clone)]
@@ -176,16 +175,8 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for DpmAdaptiveStep<F, S> {
     fn is_stochastic(&self) -> bool {
         false
     }
-    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
-        self.sde.sample_prior(n, dim, rng)
-    }
-    fn initial_rows(
-        &self,
-        seed: u64,
-        rows: std::ops::Range<usize>,
-        dim: usize,
-    ) -> Result<Array2<F>> {
-        self.sde.sample_prior_rows(seed, rows, dim)
+    fn forward_sde(&self) -> Option<&dyn ForwardSde<F>> {
+        Some(&self.sde)
     }
     fn init(
         &self,

@@ -35,10 +35,9 @@ use crate::grid::{DiffusersTimesteps, FinalSigmas, TimeGrid};
 use crate::num::Real;
 use crate::num::par::zip_update;
 use crate::schedule::DiscreteVp;
-use crate::sde::{LinearSde, MarginalSde};
+use crate::sde::{ForwardSde, LinearSde, MarginalSde};
 use crate::tweedie::denoise_into;
 use ndarray::{Array2, Zip};
-use rand::RngCore;
 
 /// Deterministic (ODE) or stochastic (SDE) DPM-Solver++.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -125,16 +124,8 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for DpmSolverPpStep<F, S> {
     fn is_stochastic(&self) -> bool {
         self.variant == DpmVariant::Sde
     }
-    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
-        self.sde.sample_prior(n, dim, rng)
-    }
-    fn initial_rows(
-        &self,
-        seed: u64,
-        rows: std::ops::Range<usize>,
-        dim: usize,
-    ) -> Result<Array2<F>> {
-        self.sde.sample_prior_rows(seed, rows, dim)
+    fn forward_sde(&self) -> Option<&dyn ForwardSde<F>> {
+        Some(&self.sde)
     }
     fn init(&self, _: &mut StepContext<'_, F>, x: &Array2<F>, _: &Plan<F>) -> Result<Self::State> {
         let buf = |on: bool| {

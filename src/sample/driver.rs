@@ -24,7 +24,7 @@
 //! use score_sde::prelude::*;
 //! use score_sde::sample::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
 //! use ndarray::Array2;
-//! use rand::{RngCore, SeedableRng};
+//! use rand::SeedableRng;
 //!
 //! #[derive(Debug)]
 //! struct MyEulerMaruyama(VpSde<f64>);
@@ -37,8 +37,8 @@
 //!     fn is_stochastic(&self) -> bool {
 //!         true
 //!     }
-//!     fn initial_state(&self, n: usize, d: usize, rng: &mut dyn RngCore) -> Result<Array2<f64>> {
-//!         self.0.sample_prior(n, d, rng)
+//!     fn forward_sde(&self) -> Option<&dyn ForwardSde<f64>> {
+//!         Some(&self.0) // initial states from its prior N(0, I)
 //!     }
 //!     fn init(&self, _: &mut StepContext<'_, f64>, x: &Array2<f64>, _: &Plan<f64>) -> Result<Array2<f64>> {
 //!         Ok(Array2::zeros(x.raw_dim()))
@@ -70,6 +70,7 @@ use crate::grid::TimeGrid;
 use crate::num::{Real, RowNoise};
 use crate::observe::{Observer, after_step};
 use crate::score::ScoreModel;
+use crate::sde::ForwardSde;
 use crate::tweedie::tweedie_inplace;
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use rand::RngCore;
@@ -340,8 +341,25 @@ pub trait StepMethod<F: Real>: Send + Sync + Debug {
     /// per run and seeds per-row streams ([`StepContext::noise`]); if not, it draws nothing.
     fn is_stochastic(&self) -> bool;
 
-    /// Draw an initial batch of `n` rows in `dim` dimensions (usually the SDE's prior).
-    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>>;
+    /// The forward SDE a reverse-time method runs backwards, whose prior gives the default
+    /// initial states ([`StepMethod::initial_state`], [`StepMethod::initial_rows`]). `None`
+    /// (the default) for a method that starts elsewhere, such as Langevin dynamics; it then
+    /// implements those two itself.
+    fn forward_sde(&self) -> Option<&dyn ForwardSde<F>> {
+        None
+    }
+
+    /// Draw an initial batch of `n` rows in `dim` dimensions. The default draws from the
+    /// prior of [`StepMethod::forward_sde`], and is [`Error::Unsupported`] without one.
+    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
+        match self.forward_sde() {
+            Some(sde) => sde.sample_prior(n, dim, rng),
+            None => Err(Error::Unsupported {
+                what: "initial_state",
+                reason: format!("{self:?} has no forward SDE to draw a prior from"),
+            }),
+        }
+    }
 
     /// Make the per-run state for the checked, standard-layout batch `x`. May call the
     /// model (counted).
@@ -385,14 +403,17 @@ pub trait StepMethod<F: Real>: Send + Sync + Debug {
 
     /// The initial states of rows `rows` of a run whose initial batch is drawn from `seed`:
     /// row `i` must be row `rows.start + i` of the whole batch (per-row streams,
-    /// [`RowNoise::for_rows`]; for a prior, [`ForwardSde::sample_prior_rows`](crate::ForwardSde::sample_prior_rows)).
-    /// The default is [`Error::Unsupported`].
+    /// [`RowNoise::for_rows`]; for a prior, [`ForwardSde::sample_prior_rows`]). The default
+    /// draws from the prior of [`StepMethod::forward_sde`], and is [`Error::Unsupported`]
+    /// without one.
     fn initial_rows(&self, seed: u64, rows: Range<usize>, dim: usize) -> Result<Array2<F>> {
-        let _ = (seed, rows, dim);
-        Err(Error::Unsupported {
-            what: "initial_rows",
-            reason: format!("{self:?} does not draw row-addressable initial states"),
-        })
+        match self.forward_sde() {
+            Some(sde) => sde.sample_prior_rows(seed, rows, dim),
+            None => Err(Error::Unsupported {
+                what: "initial_rows",
+                reason: format!("{self:?} does not draw row-addressable initial states"),
+            }),
+        }
     }
 
     /// Whether a row's result depends on that row alone (its initial state and its noise

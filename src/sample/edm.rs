@@ -17,10 +17,9 @@ use crate::grid::TimeGrid;
 use crate::num::Real;
 use crate::schedule::Schedule;
 use crate::score::ScoreModel;
-use crate::sde::MarginalSde;
+use crate::sde::{ForwardSde, MarginalSde};
 use crate::tweedie::denoise_into;
 use ndarray::{Array2, Zip};
-use rand::RngCore;
 
 /// `x ← c x` in place (into or out of the EDM coordinates).
 pub(super) fn scale<F: Real>(x: &mut Array2<F>, c: F) {
@@ -71,16 +70,8 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for EdmHeunStep<F, S> {
     fn is_stochastic(&self) -> bool {
         self.s_churn > F::zero()
     }
-    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
-        self.sde.sample_prior(n, dim, rng)
-    }
-    fn initial_rows(
-        &self,
-        seed: u64,
-        rows: std::ops::Range<usize>,
-        dim: usize,
-    ) -> Result<Array2<F>> {
-        self.sde.sample_prior_rows(seed, rows, dim)
+    fn forward_sde(&self) -> Option<&dyn ForwardSde<F>> {
+        Some(&self.sde)
     }
     fn init(&self, _: &mut StepContext<'_, F>, x: &Array2<F>, _: &Plan<F>) -> Result<Self::State> {
         let z = || Array2::<F>::zeros(x.raw_dim());

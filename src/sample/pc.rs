@@ -42,7 +42,6 @@ use crate::num::Real;
 use crate::schedule::DiscreteVp;
 use crate::sde::{ForwardSde, LinearSde};
 use ndarray::Array2;
-use rand::RngCore;
 use std::marker::PhantomData;
 
 /// Which of predictor and corrector runs first in each grid step.
@@ -135,16 +134,8 @@ impl<F: Real, S: ForwardSde<F>, P: Predictor<F>, C: Corrector<F>> StepMethod<F>
     fn is_stochastic(&self) -> bool {
         true
     }
-    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
-        self.sde.sample_prior(n, dim, rng)
-    }
-    fn initial_rows(
-        &self,
-        seed: u64,
-        rows: std::ops::Range<usize>,
-        dim: usize,
-    ) -> Result<Array2<F>> {
-        self.sde.sample_prior_rows(seed, rows, dim)
+    fn forward_sde(&self) -> Option<&dyn ForwardSde<F>> {
+        Some(&self.sde)
     }
     fn init(&self, _: &mut StepContext<'_, F>, x: &Array2<F>, _: &Plan<F>) -> Result<Self::State> {
         Ok(PcBuffers::new(x.nrows(), x.ncols()))

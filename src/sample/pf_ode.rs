@@ -22,7 +22,6 @@ use crate::ode::{AdaptiveRk, AdaptiveState, Attempt, FixedMethod, FixedStepper, 
 use crate::score::ScoreModel;
 use crate::sde::ForwardSde;
 use ndarray::{Array2, ArrayView1};
-use rand::RngCore;
 
 /// How [`ProbabilityFlow`] integrates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,16 +86,8 @@ impl<F: Real, S: ForwardSde<F>> StepMethod<F> for PfOde<F, S> {
     fn is_stochastic(&self) -> bool {
         false
     }
-    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
-        self.sde.sample_prior(n, dim, rng)
-    }
-    fn initial_rows(
-        &self,
-        seed: u64,
-        rows: std::ops::Range<usize>,
-        dim: usize,
-    ) -> Result<Array2<F>> {
-        self.sde.sample_prior_rows(seed, rows, dim)
+    fn forward_sde(&self) -> Option<&dyn ForwardSde<F>> {
+        Some(&self.sde)
     }
     fn init(
         &self,

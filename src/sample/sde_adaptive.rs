@@ -35,7 +35,6 @@ use crate::ode::controller::{BatchNorm, SpanSteps, pair_error_norm};
 use crate::ode::explicit::flat;
 use crate::sde::ForwardSde;
 use ndarray::{Array2, Zip};
-use rand::RngCore;
 
 /// One attempted step of the Gotta Go Fast solver (see the [module docs](self)).
 #[derive(Debug, Clone)]
@@ -130,16 +129,8 @@ impl<F: Real, S: ForwardSde<F>> StepMethod<F> for GgfStep<F, S> {
     fn is_stochastic(&self) -> bool {
         true
     }
-    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
-        self.sde.sample_prior(n, dim, rng)
-    }
-    fn initial_rows(
-        &self,
-        seed: u64,
-        rows: std::ops::Range<usize>,
-        dim: usize,
-    ) -> Result<Array2<F>> {
-        self.sde.sample_prior_rows(seed, rows, dim)
+    fn forward_sde(&self) -> Option<&dyn ForwardSde<F>> {
+        Some(&self.sde)
     }
     fn init(
         &self,

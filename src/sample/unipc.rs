@@ -24,10 +24,9 @@ use super::driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMetho
 use crate::error::{Error, Result};
 use crate::grid::{FinalSigmas, TimeGrid};
 use crate::num::Real;
-use crate::sde::MarginalSde;
+use crate::sde::{ForwardSde, MarginalSde};
 use crate::tweedie::denoise_into;
 use ndarray::Array2;
-use rand::RngCore;
 
 /// UniPC's `B(h)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -195,16 +194,8 @@ impl<F: Real, S: MarginalSde<F>> StepMethod<F> for UniPcStep<F, S> {
     fn is_stochastic(&self) -> bool {
         false
     }
-    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
-        self.sde.sample_prior(n, dim, rng)
-    }
-    fn initial_rows(
-        &self,
-        seed: u64,
-        rows: std::ops::Range<usize>,
-        dim: usize,
-    ) -> Result<Array2<F>> {
-        self.sde.sample_prior_rows(seed, rows, dim)
+    fn forward_sde(&self) -> Option<&dyn ForwardSde<F>> {
+        Some(&self.sde)
     }
     fn init(&self, _: &mut StepContext<'_, F>, x: &Array2<F>, _: &Plan<F>) -> Result<Self::State> {
         Ok(UniPcState {
