@@ -122,7 +122,10 @@ impl<F: Real> TimeGrid<F> {
     fn from_fn(schedule: &dyn Schedule<F>, n: usize, f: impl Fn(F) -> Result<F>) -> Result<Self> {
         check_steps(n)?;
         let (t_min, t_max) = schedule.t_range();
-        let mut times = Vec::with_capacity(n + 1);
+        // n + 1 times: the count and the allocation are checked (n near usize::MAX would
+        // overflow, n ≈ 10¹² would abort in the allocator).
+        let len = crate::check::add_count("time grid (steps + 1)", n, 1)?;
+        let mut times = crate::check::vec_with_capacity("time grid", len)?;
         times.push(t_max);
         for i in 1..n {
             let u = F::from_usize_lossy(i) / F::from_usize_lossy(n);

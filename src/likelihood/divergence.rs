@@ -24,7 +24,7 @@ use crate::check;
 use crate::error::{Error, Result};
 use crate::float::Real;
 use crate::score::ScoreModel;
-use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut1, Axis, Zip};
+use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut1, Axis, Ix2, Ix3, Zip};
 use rand::RngCore;
 
 /// The distribution of Hutchinson probe vectors (both have `E[v vᵀ] = I`).
@@ -102,9 +102,11 @@ impl<F: Real> Divergence<F> {
                 what: "divergence batch",
             });
         }
+        // Sizes from the caller: every product and allocation is checked first.
         let probes = match method {
             DivergenceMethod::Hutchinson { probes, probe } => {
-                let mut p = Array3::<F>::zeros((probes, n, d));
+                let mut p: Array3<F> =
+                    check::zeros("Hutchinson probes (probes × N × D)", Ix3(probes, n, d))?;
                 for v in p.iter_mut() {
                     *v = match probe {
                         Probe::Rademacher => {
@@ -119,17 +121,19 @@ impl<F: Real> Divergence<F> {
                 }
                 p
             }
-            _ => Array3::zeros((0, n, d)),
+            _ => Array3::zeros((0, 0, 0)),
         };
-        let buf = || Array2::<F>::zeros((n, d));
+        let buf = || check::zeros::<F, _>("divergence buffer (N × D)", Ix2(n, d));
+        let mut step = check::vec_with_capacity("divergence steps", n)?;
+        step.resize(n, F::zero());
         Ok(Self {
             method,
             probes,
-            plus: buf(),
-            minus: buf(),
-            s_plus: buf(),
-            s_minus: buf(),
-            step: vec![F::zero(); n],
+            plus: buf()?,
+            minus: buf()?,
+            s_plus: buf()?,
+            s_minus: buf()?,
+            step,
         })
     }
 
