@@ -75,6 +75,9 @@ pub fn bits_per_dim<F: Real>(
     if dim == 0 {
         return Err(Error::param("dim", 0.0, "must be at least 1"));
     }
+    // The fields are public: revalidate (a NaN scale would give NaN bits silently).
+    let scaling = DataScaling::new(scaling.bins, scaling.scale)?;
+    crate::check::finite("log p_x", &log_px)?;
     let d = dim as f64;
     Ok(log_px.mapv(|l| -l.as_f64() / (d * std::f64::consts::LN_2) + scaling.offset_bits()))
 }
@@ -100,6 +103,7 @@ pub fn dequantize_uniform<F: Real>(
     if !shift.is_finite() {
         return Err(Error::param("shift", shift, "must be finite"));
     }
+    let scaling = DataScaling::new(scaling.bins, scaling.scale)?;
     let b = scaling.bins as f64;
     let mut out = Array2::<F>::zeros(y.raw_dim());
     for (o, &v) in out.iter_mut().zip(y.iter()) {
@@ -112,6 +116,13 @@ pub fn dequantize_uniform<F: Real>(
         }
         let u = (v as f64 + f64::uniform01(rng)) / b;
         *o = F::lit(scaling.scale * u + shift);
+        if !o.is_finite() {
+            return Err(Error::Unrepresentable {
+                what: "dequantised value scale · u + shift",
+                index: 0,
+                reason: "it overflows the float type (scale or shift too large)".into(),
+            });
+        }
     }
     Ok(out)
 }
