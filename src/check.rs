@@ -118,8 +118,8 @@ mod finite_tests {
 // ------------------------------------------------------------------ counts and allocations
 
 /// Allocations of more bytes than this are also checked against the memory the system
-/// reports as available (a larger request that the allocator grants lazily would be
-/// killed by the out-of-memory killer when filled, which is an abort, not an error).
+/// reports as available: a request the allocator grants lazily (Linux overcommits) is
+/// killed by the out-of-memory killer when it is filled, which is an abort, not an error.
 const LARGE_ALLOCATION: u128 = 1 << 30;
 
 /// `a + b`, or [`Error::TooLarge`] naming `what` if it overflows `usize`.
@@ -169,8 +169,10 @@ fn available_memory() -> Option<u128> {
 }
 
 /// Error unless `len` elements of `T` can be allocated: the byte count fits `isize`
-/// (Rust's limit for one allocation) and, above 1 GiB, the memory the system reports as
-/// available.
+/// (Rust's limit for one allocation) and, above 1 GiB, is at most half the memory the
+/// system reports as available (a batch comes with working buffers of its size: a sampler
+/// keeps a score and a noise buffer beside the state, so one array that takes more than
+/// half the memory leaves the run no room).
 pub(crate) fn allocation<T>(what: &'static str, len: usize) -> Result<()> {
     let bytes = len as u128 * std::mem::size_of::<T>() as u128;
     if bytes > isize::MAX as u128 {
@@ -181,12 +183,12 @@ pub(crate) fn allocation<T>(what: &'static str, len: usize) -> Result<()> {
     }
     if bytes > LARGE_ALLOCATION {
         if let Some(avail) = available_memory() {
-            if bytes > avail {
+            if bytes > avail / 2 {
                 return Err(Error::TooLarge {
                     what,
                     reason: format!(
-                        "{len} elements need {:.3e} bytes, more than the {:.3e} bytes of \
-                         memory available",
+                        "{len} elements need {:.3e} bytes, more than half the {:.3e} bytes \
+                         of memory available",
                         bytes as f64, avail as f64
                     ),
                 });

@@ -68,6 +68,30 @@ pub(crate) fn cho_solve(l: ArrayView2<f64>, b: ArrayView1<f64>) -> Array1<f64> {
     solve_lower_t(l, y.view())
 }
 
+/// `q_k − q_j` for the quadratic forms `q_i = r_iᵀ (L_i L_iᵀ)⁻¹ r_i`, given `δ = r_k − r_j`
+/// computed directly (e.g. `μ_j − μ_k`, exact where `r_k` and `r_j` are large and close):
+///
+/// ```text
+/// q_k − q_j = δᵀ P_k (r_k + r_j) + (r_jᵀ P_k r_j − r_jᵀ P_j r_j)
+/// ```
+///
+/// (expand `r_k = r_j + δ`). Subtracting the two `q` loses everything when `|r| ≫ |δ|`
+/// (observations ~1e200 from means 10 apart); here the first term is `O(|δ| |r|)` and the
+/// second vanishes exactly when `L_k = L_j` (a shared covariance), so the weights of
+/// conditionals and posteriors keep their limit far out.
+pub(crate) fn quad_difference(
+    l_k: ArrayView2<f64>,
+    l_j: ArrayView2<f64>,
+    r_k: ArrayView1<f64>,
+    r_j: ArrayView1<f64>,
+    delta: ArrayView1<f64>,
+) -> f64 {
+    let sum = &r_k + &r_j;
+    let first = delta.dot(&cho_solve(l_k, sum.view()));
+    let (a, b) = (solve_lower(l_k, r_j), solve_lower(l_j, r_j));
+    first + (a.dot(&a) - b.dot(&b))
+}
+
 /// Eigendecomposition of a symmetric matrix by cyclic Jacobi rotations:
 /// returns `(λ, U)` with `a = U diag(λ) Uᵀ`, `U` orthogonal (eigenvectors in columns).
 /// Converges quadratically; stops when the off-diagonal mass is below `1e-30` of the

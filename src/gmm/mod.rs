@@ -565,13 +565,18 @@ impl<F: Real> GaussianMixture<F> {
         // The weights' exponents −½ rᵀ S_oo⁻¹ r overflow for observations ≳ 1e154 away from
         // the means: the residuals are scaled by 2^−e (one e for all components) and the
         // softmax taken by differences (`kernel::safe::softmax_into`).
-        let max_r = (0..k_n)
-            .flat_map(|k| observed.iter().enumerate().map(move |(i, &oi)| (k, i, oi)))
-            .map(|(k, i, oi)| (v[i] - self.means[[k, oi]].as_f64()).abs())
+        // e from the inputs' magnitudes (not from v − μ, which can itself overflow).
+        let max_in = observed
+            .iter()
+            .flat_map(|&oi| self.means.column(oi).to_vec())
+            .map(|m| m.as_f64().abs())
+            .chain(v.iter().map(|x| x.abs()))
             .fold(0.0_f64, f64::max);
-        let e = kernel::safe::scale_exponent(max_r);
+        let e = kernel::safe::scale_exponent(max_in);
         let mut log_norm = vec![0.0_f64; k_n];
         let mut q_hat = vec![0.0_f64; k_n];
+        let mut chols = Vec::with_capacity(k_n);
+        let mut r_hats = Vec::with_capacity(k_n);
         for k in 0..k_n {
             let cov = self.covs.index_axis(Axis(0), k).mapv(|c| c.as_f64());
             let mu = self.means.row(k).mapv(|c| c.as_f64());
@@ -580,22 +585,27 @@ impl<F: Real> GaussianMixture<F> {
                 component: k,
                 reason: format!("observed block: Cholesky pivot {j} is {p:?}"),
             })?;
-            let r = Array1::from_shape_fn(o, |i| v[i] - mu[observed[i]]);
-            let r_hat = r.mapv(|x| kernel::safe::ldexp(x, -e));
+            let r_hat = Array1::from_shape_fn(o, |i| {
+                kernel::safe::ldexp(v[i], -e) - kernel::safe::ldexp(mu[observed[i]], -e)
+            });
             let wht = linalg::solve_lower(l.view(), r_hat.view());
             let log_det: f64 = l.diag().iter().map(|x| x.ln()).sum();
             q_hat[k] = wht.dot(&wht);
             log_norm[k] = self.log_weights[k].as_f64()
                 - log_det
                 - 0.5 * o as f64 * (2.0 * std::f64::consts::PI).ln();
-            // S_oo⁻¹ r, scaled back (may overflow: checked with the mean below).
-            let sol_r =
-                linalg::solve_lower_t(l.view(), wht.view()).mapv(|x| kernel::safe::ldexp(x, e));
+            // X = S_oo⁻¹ S_of, column by column.
+            let mut x = Array2::<f64>::zeros((o, f));
+            for (b, &fb) in free.iter().enumerate() {
+                let col = Array1::from_shape_fn(o, |i| cov[[observed[i], fb]]);
+                x.column_mut(b)
+                    .assign(&linalg::cho_solve(l.view(), col.view()));
+            }
+            // Mean μ_f + S_fo S_oo⁻¹ r = μ_f + Xᵀ r, with r scaled by 2^−e and scaled back
+            // (Xᵀ r rather than S_fo (S_oo⁻¹ r): a zero covariance entry then contributes 0,
+            // not 0 · ∞ when S_oo⁻¹ r overflows).
             for (a, &fa) in free.iter().enumerate() {
-                let mut m = mu[fa];
-                for (i, &oi) in observed.iter().enumerate() {
-                    m += cov[[fa, oi]] * sol_r[i];
-                }
+                let m = mu[fa] + kernel::safe::ldexp(x.column(a).dot(&r_hat), e);
                 let mf = F::lit(m);
                 if !mf.is_finite() {
                     return Err(Error::Unrepresentable {
@@ -610,13 +620,6 @@ impl<F: Real> GaussianMixture<F> {
                 }
                 means[[k, a]] = mf;
             }
-            // X = S_oo⁻¹ S_of, column by column.
-            let mut x = Array2::<f64>::zeros((o, f));
-            for (b, &fb) in free.iter().enumerate() {
-                let col = Array1::from_shape_fn(o, |i| cov[[observed[i], fb]]);
-                x.column_mut(b)
-                    .assign(&linalg::cho_solve(l.view(), col.view()));
-            }
             for a in 0..f {
                 for b in 0..=a {
                     let mut c = cov[[free[a], free[b]]];
@@ -627,6 +630,8 @@ impl<F: Real> GaussianMixture<F> {
                     covs[[k, b, a]] = F::lit(c);
                 }
             }
+            chols.push(l);
+            r_hats.push(r_hat);
         }
         if !q_hat.iter().any(|q| q.is_finite()) {
             return Err(Error::Unrepresentable {
@@ -637,8 +642,25 @@ impl<F: Real> GaussianMixture<F> {
                     .into(),
             });
         }
-        let mut post = vec![0.0_f64; k_n];
-        kernel::safe::softmax_into(&log_norm, &q_hat, e, &mut post);
+        // q_k − q_j0 from μ_j0 − μ_k (exact) rather than as a difference of two large q.
+        let j0 = kernel::safe::nearest(&log_norm, &q_hat);
+        let mut post: Vec<f64> = (0..k_n)
+            .map(|k| {
+                let delta = Array1::from_shape_fn(o, |i| {
+                    let oi = observed[i];
+                    kernel::safe::ldexp(self.means[[j0, oi]].as_f64(), -e)
+                        - kernel::safe::ldexp(self.means[[k, oi]].as_f64(), -e)
+                });
+                linalg::quad_difference(
+                    chols[k].view(),
+                    chols[j0].view(),
+                    r_hats[k].view(),
+                    r_hats[j0].view(),
+                    delta.view(),
+                )
+            })
+            .collect();
+        kernel::safe::softmax_diffs(&log_norm, j0, q_hat[j0], e, &mut post);
         // A component whose posterior weight underflows (an observation far out in its tail)
         // keeps the smallest positive weight, so the conditional is still a valid mixture
         // with the same components rather than an `InvalidWeights` error.

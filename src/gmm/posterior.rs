@@ -98,6 +98,8 @@ impl<F: Real> GaussianMixture<F> {
         let e = kernel::safe::scale_exponent(max_r);
         let mut log_norm = vec![0.0_f64; k_n];
         let mut q_hat = vec![0.0_f64; k_n];
+        let mut chols = Vec::with_capacity(k_n);
+        let mut r_hats = Vec::with_capacity(k_n);
         let eye = Array2::<f64>::eye(d);
         for k in 0..k_n {
             let s = self.covs.index_axis(Axis(0), k).mapv(|v| v.as_f64());
@@ -120,7 +122,8 @@ impl<F: Real> GaussianMixture<F> {
                 reason: format!("A S Aᵀ + Σ_n: Cholesky pivot {j} is {piv:?}"),
             })?;
             let r = &resid[k];
-            let wr = linalg::solve_lower(l.view(), r.mapv(|v| kernel::safe::ldexp(v, -e)).view());
+            let r_hat = r.mapv(|v| kernel::safe::ldexp(v, -e));
+            let wr = linalg::solve_lower(l.view(), r_hat.view());
             let log_det: f64 = l.diag().iter().map(|v| v.ln()).sum();
             q_hat[k] = wr.dot(&wr);
             log_norm[k] = self.log_weights[k].as_f64() - log_det - 0.5 * m as f64 * ln_2pi;
@@ -154,6 +157,8 @@ impl<F: Real> GaussianMixture<F> {
                     covs[[k, j, i]] = v;
                 }
             }
+            chols.push(l);
+            r_hats.push(r_hat);
         }
         if !q_hat.iter().any(|q| q.is_finite()) {
             return Err(Error::Unrepresentable {
@@ -162,8 +167,26 @@ impl<F: Real> GaussianMixture<F> {
                 reason: "the scaled Mahalanobis distance of y overflows for every component".into(),
             });
         }
-        let mut post_w = vec![0.0_f64; k_n];
-        kernel::safe::softmax_into(&log_norm, &q_hat, e, &mut post_w);
+        // q_k − q_j0 from r_k − r_j0 = A (μ_j0 − μ_k), exact where y is far from both.
+        let j0 = kernel::safe::nearest(&log_norm, &q_hat);
+        let mu_hat = |k: usize| {
+            self.means
+                .row(k)
+                .mapv(|v| kernel::safe::ldexp(v.as_f64(), -e))
+        };
+        let mut post_w: Vec<f64> = (0..k_n)
+            .map(|k| {
+                let delta = a.dot(&(&mu_hat(j0) - &mu_hat(k)));
+                linalg::quad_difference(
+                    chols[k].view(),
+                    chols[j0].view(),
+                    r_hats[k].view(),
+                    r_hats[j0].view(),
+                    delta.view(),
+                )
+            })
+            .collect();
+        kernel::safe::softmax_diffs(&log_norm, j0, q_hat[j0], e, &mut post_w);
         let tiny = F::min_positive_value();
         let weights = Array1::from_iter(post_w.iter().map(|&w| F::lit(w).max(tiny)));
         Self::new(weights, means, covs)

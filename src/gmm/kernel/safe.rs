@@ -54,7 +54,7 @@ pub(crate) fn ldexp(mut v: f64, mut n: i64) -> f64 {
         v *= big;
         n -= 1000;
     }
-    while n < -1000 && v != 0.0 {
+    while n < -1000 && v != 0.0 && v.is_finite() {
         v *= small;
         n += 1000;
     }
@@ -67,7 +67,9 @@ pub(crate) fn ldexp(mut v: f64, mut n: i64) -> f64 {
 /// The smallest `e ≥ 0` with `m · 2^−e ≤ 1` (`m` finite, ≥ 0): the scale of
 /// [`softmax_into`]'s inputs.
 pub(crate) fn scale_exponent(m: f64) -> i64 {
-    if m <= 1.0 {
+    if m <= 1.0 || !m.is_finite() {
+        // (Callers pass finite magnitudes; a non-finite one gets no scaling rather than a
+        // meaningless exponent.)
         return 0;
     }
     let mut e = m.log2().ceil() as i64;
@@ -373,30 +375,46 @@ pub(crate) fn repair<F: Real>(
     }
 }
 
-/// The normalised weights `p_k ∝ exp(n_k − ½ 4^e q̂_k)` (a softmax over Gaussian exponents
-/// whose quadratic forms `q_k = 4^e q̂_k` were computed on inputs scaled by `2^−e`), written
-/// into `p`, and `log Σ_k exp(n_k − ½ q_k)` returned (`−∞` if below the f64 range).
-///
-/// The exponents are taken relative to `j0`, the component with the smallest `q̂` (ties: the
-/// largest `n_k`), whose exponent is the maximum up to the bounded differences of the `n_k`:
-/// `(n_k − n_j0) − ½ 4^e (q̂_k − q̂_j0)`. No exponent is formed on its own, so huge `q_k`
-/// give the limiting weights instead of `(−∞) − (−∞)`. Needs at least one finite `q̂_k`
-/// (an infinite one gets weight 0) and finite `n_k`.
-pub(crate) fn softmax_into(log_norm: &[f64], q_hat: &[f64], e: i64, p: &mut [f64]) -> f64 {
-    let k_n = log_norm.len();
+/// The component the softmax of [`softmax_into`] is taken relative to: the smallest `q̂`
+/// (ties: the largest `n_k`), whose exponent is the maximum up to the bounded differences
+/// of the `n_k`.
+pub(crate) fn nearest(log_norm: &[f64], q_hat: &[f64]) -> usize {
     let mut j0 = 0;
-    for k in 1..k_n {
+    for k in 1..log_norm.len() {
         let better = q_hat[k] < q_hat[j0] || !q_hat[j0].is_finite();
         if better || (q_hat[k] == q_hat[j0] && log_norm[k] > log_norm[j0]) {
             j0 = k;
         }
     }
+    j0
+}
+
+/// The normalised weights `p_k ∝ exp(n_k − ½ 4^e q̂_k)` (a softmax over Gaussian exponents
+/// whose quadratic forms `q_k = 4^e q̂_k` were computed on inputs scaled by `2^−e`), written
+/// into `p`, and `log Σ_k exp(n_k − ½ q_k)` returned (`−∞` if below the f64 range).
+///
+/// The exponents are taken relative to [`nearest`]'s `j0`:
+/// `(n_k − n_j0) − ½ 4^e (q̂_k − q̂_j0)`. No exponent is formed on its own, so huge `q_k`
+/// give the limiting weights instead of `(−∞) − (−∞)`. Needs at least one finite `q̂_k`
+/// (an infinite one gets weight 0) and finite `n_k`.
+pub(crate) fn softmax_into(log_norm: &[f64], q_hat: &[f64], e: i64, p: &mut [f64]) -> f64 {
+    let j0 = nearest(log_norm, q_hat);
+    for (pk, &q) in p.iter_mut().zip(q_hat) {
+        *pk = q - q_hat[j0];
+    }
+    softmax_diffs(log_norm, j0, q_hat[j0], e, p)
+}
+
+/// [`softmax_into`] with the differences `q̂_k − q̂_j0` given in `p` (on entry), for callers
+/// that compute them more accurately than by subtracting two large `q̂` (see
+/// [`crate::linalg::quad_difference`]); `p` holds the weights on exit.
+pub(crate) fn softmax_diffs(log_norm: &[f64], j0: usize, q_j0: f64, e: i64, p: &mut [f64]) -> f64 {
     let mut d_max = f64::NEG_INFINITY;
-    for k in 0..k_n {
-        let dq = q_hat[k] - q_hat[j0];
+    for (k, pk) in p.iter_mut().enumerate() {
+        let dq = *pk;
         let quad = if dq == 0.0 { 0.0 } else { ldexp(dq, 2 * e) };
-        p[k] = (log_norm[k] - log_norm[j0]) - 0.5 * quad;
-        d_max = d_max.max(p[k]);
+        *pk = (log_norm[k] - log_norm[j0]) - 0.5 * quad;
+        d_max = d_max.max(*pk);
     }
     let mut sum = 0.0;
     for v in p.iter_mut() {
@@ -406,5 +424,5 @@ pub(crate) fn softmax_into(log_norm: &[f64], q_hat: &[f64], e: i64, p: &mut [f64
     for v in p.iter_mut() {
         *v /= sum;
     }
-    log_norm[j0] - 0.5 * ldexp(q_hat[j0], 2 * e) + d_max + sum.ln()
+    log_norm[j0] - 0.5 * ldexp(q_j0, 2 * e) + d_max + sum.ln()
 }
