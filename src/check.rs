@@ -91,30 +91,6 @@ pub(crate) fn unit_interval<F: Real>(name: &'static str, v: F) -> Result<F> {
     }
 }
 
-#[cfg(test)]
-mod finite_tests {
-    use super::{all_finite, finite};
-    use ndarray::{Array2, s};
-
-    #[test]
-    fn all_finite_finds_every_non_finite_entry_in_every_layout() {
-        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-            // 7 × 3 = 21 entries: two full chunks of eight and a tail of five.
-            for pos in 0..21 {
-                let mut a = Array2::<f64>::from_shape_fn((7, 3), |(i, j)| 1e300 * (i + j) as f64);
-                assert!(all_finite(&a));
-                a[[pos / 3, pos % 3]] = bad;
-                assert!(!all_finite(&a), "standard layout, entry {pos}");
-                assert!(!all_finite(&a.t()), "transposed, entry {pos}");
-                let sliced_has_bad = pos % 3 != 1;
-                assert_eq!(!all_finite(&a.slice(s![.., ..;2])), sliced_has_bad);
-                let err = finite("x", &a).unwrap_err();
-                assert!(matches!(err, crate::Error::NonFinite { index, .. } if index == pos));
-            }
-        }
-    }
-}
-
 // ------------------------------------------------------------------ counts and allocations
 
 /// Allocations of more bytes than this are also checked against the memory the system
@@ -222,4 +198,28 @@ pub(crate) fn zeros<F: Clone + num_traits::Zero, D: Dimension>(
         what,
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod finite_tests {
+    use super::{all_finite, finite};
+    use ndarray::{Array2, s};
+
+    #[test]
+    fn all_finite_finds_every_non_finite_entry_in_every_layout() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            // 7 × 3 = 21 entries: two full chunks of eight and a tail of five.
+            for pos in 0..21 {
+                let mut a = Array2::<f64>::from_shape_fn((7, 3), |(i, j)| 1e300 * (i + j) as f64);
+                assert!(all_finite(&a));
+                a[[pos / 3, pos % 3]] = bad;
+                assert!(!all_finite(&a), "standard layout, entry {pos}");
+                assert!(!all_finite(&a.t()), "transposed, entry {pos}");
+                let sliced_has_bad = pos % 3 != 1;
+                assert_eq!(!all_finite(&a.slice(s![.., ..;2])), sliced_has_bad);
+                let err = finite("x", &a).unwrap_err();
+                assert!(matches!(err, crate::Error::NonFinite { index, .. } if index == pos));
+            }
+        }
+    }
 }

@@ -246,12 +246,12 @@ pub(crate) fn validate_covariance(
     }
     let trace: f64 = eigvals.sum();
     let trace_inv: f64 = eigvals.iter().map(|l| 1.0 / l).sum();
-    if !(trace <= range.max) {
+    if trace.is_nan() || trace > range.max {
         return Err(format!(
             "the trace (sum of eigenvalues) {trace:e} overflows the float type"
         ));
     }
-    if !(trace_inv <= range.max) {
+    if trace_inv.is_nan() || trace_inv > range.max {
         return Err(format!(
             "the trace of the inverse (sum of 1/eigenvalue) {trace_inv:e} overflows the float \
              type: the smallest eigenvalue {:e} is too small for the density's Laplacian",

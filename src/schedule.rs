@@ -165,6 +165,36 @@ pub fn invert_decreasing<F: Real>(h: impl Fn(F) -> F, target: F, lo: F, hi: F) -
     Ok(a + (b - a) * F::lit(0.5))
 }
 
+/// `Ok(t)` if the closed-form inverse log-SNR gave a finite time, else an error naming the
+/// log-SNR (a target far outside the schedule's range, e.g. `λ = −1e300` for EDM's
+/// `t = e^{−λ}`).
+fn finite_time<F: Real>(lambda: F, t: F) -> Result<F> {
+    if t.is_finite() {
+        Ok(t)
+    } else {
+        Err(Error::param(
+            "log_snr",
+            lambda.as_f64(),
+            "its time t(λ) overflows the float type (far outside the schedule's range)",
+        ))
+    }
+}
+
+/// Error unless `t` is finite and in `[0, T]` (with `check_t`'s relative slack at `T`):
+/// the times at which exact marginals and network conversions are defined (`t_min` is
+/// where sampling stops, not where the process starts). Named after what it bounds.
+pub(crate) fn check_t_from_zero<F: Real>(s: &dyn Schedule<F>, t: F) -> Result<()> {
+    let (_, hi) = s.t_range();
+    if !t.is_finite() || t < F::zero() || t > hi * (F::one() + F::lit(8.0) * F::EPS) {
+        return Err(Error::TimeOutOfRange {
+            t: t.as_f64(),
+            min: 0.0,
+            max: hi.as_f64(),
+        });
+    }
+    Ok(())
+}
+
 /// The getters' domain (see [`Schedule`]): a finite `t ≥ 0`, asserted in debug builds.
 #[inline(always)]
 fn debug_t<F: Real>(t: F) {
@@ -370,7 +400,10 @@ impl<F: Real> Schedule<F> for VpLinear<F> {
             return Err(Error::param("log_snr", lambda.as_f64(), "must be finite"));
         }
         // α² = sigmoid(2λ)  ⇒  −2 log α = softplus(−2λ).
-        Ok(self.t_of_neg2_log_alpha(softplus(-F::lit(2.0) * lambda)))
+        finite_time(
+            lambda,
+            self.t_of_neg2_log_alpha(softplus(-F::lit(2.0) * lambda)),
+        )
     }
 }
 
@@ -410,6 +443,14 @@ impl<F: Real> VpCosine<F> {
         let t_max = theta / half_pi * one_s - s;
         let t_min = F::lit(1e-3);
         check_range(t_min, t_max)?;
+        if t_max >= F::one() {
+            // β_max so large that θ(T) rounds to π/2: α(T) = 0.
+            return Err(Error::param(
+                "beta_max",
+                beta_max.as_f64(),
+                "too large: T rounds to 1, where the cosine schedule's α is 0",
+            ));
+        }
         let sch = Self { s, t_min, t_max };
         check_path(&sch, "s", "beta_max")?;
         Ok(sch)
@@ -481,7 +522,10 @@ impl<F: Real> Schedule<F> for VpCosine<F> {
         let log_alpha = -F::lit(0.5) * softplus(-F::lit(2.0) * lambda);
         let c = (log_alpha + self.theta(F::zero()).cos().ln()).exp();
         let theta = c.min(F::one()).acos();
-        Ok(theta / F::lit(std::f64::consts::FRAC_PI_2) * (F::one() + self.s) - self.s)
+        finite_time(
+            lambda,
+            theta / F::lit(std::f64::consts::FRAC_PI_2) * (F::one() + self.s) - self.s,
+        )
     }
 }
 
@@ -562,7 +606,7 @@ impl<F: Real> Schedule<F> for SubVp<F> {
         } else {
             -two * (lambda + sig.ln())
         };
-        Ok(self.vp.t_of_neg2_log_alpha(neg2_log_alpha))
+        finite_time(lambda, self.vp.t_of_neg2_log_alpha(neg2_log_alpha))
     }
 }
 
@@ -662,7 +706,7 @@ impl<F: Real> Schedule<F> for Ve<F> {
         if !lambda.is_finite() {
             return Err(Error::param("log_snr", lambda.as_f64(), "must be finite"));
         }
-        Ok((-lambda - self.sigma_min.ln()) / self.log_ratio())
+        finite_time(lambda, (-lambda - self.sigma_min.ln()) / self.log_ratio())
     }
 }
 
@@ -739,7 +783,7 @@ impl<F: Real> Schedule<F> for Edm<F> {
         if !lambda.is_finite() {
             return Err(Error::param("log_snr", lambda.as_f64(), "must be finite"));
         }
-        Ok((-lambda).exp())
+        finite_time(lambda, (-lambda).exp())
     }
 }
 

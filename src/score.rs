@@ -411,14 +411,7 @@ impl<N, S> Parameterized<N, S> {
     where
         S: Schedule<F>,
     {
-        let (_, hi) = self.schedule.t_range();
-        if !t.is_finite() || t < F::zero() || t > hi * (F::one() + F::lit(8.0) * F::EPS) {
-            return Err(Error::TimeOutOfRange {
-                t: t.as_f64(),
-                min: 0.0,
-                max: hi.as_f64(),
-            });
-        }
+        crate::schedule::check_t_from_zero(&self.schedule, t)?;
         let (a, s) = (self.schedule.alpha(t), self.schedule.sigma(t));
         if self.kind != Parameterization::Score && score_factor(self.kind, a, s).is_none() {
             return Err(Error::param(

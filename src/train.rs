@@ -125,10 +125,13 @@ pub fn sample_times<F: Real>(
     rng: &mut dyn RngCore,
 ) -> Result<Array1<F>> {
     let (lo, hi) = sde.t_range();
+    // n is the caller's: checked before the allocation.
+    let mut t: Array1<F> = check::zeros("training times", ndarray::Ix1(n))?;
     match sampling {
-        TimeSampling::Uniform => Ok(Array1::from_shape_fn(n, |_| {
-            lo + (hi - lo) * F::uniform01(rng)
-        })),
+        TimeSampling::Uniform => {
+            t.mapv_inplace(|_| lo + (hi - lo) * F::uniform01(rng));
+            Ok(t)
+        }
         TimeSampling::LogNormal { p_mean, p_std } => {
             if !(p_mean.is_finite()) {
                 return Err(Error::param("p_mean", p_mean, "must be finite"));
@@ -136,7 +139,6 @@ pub fn sample_times<F: Real>(
             if !(p_std.is_finite() && p_std > 0.0) {
                 return Err(Error::param("p_std", p_std, "must be finite and > 0"));
             }
-            let mut t = Array1::zeros(n);
             for v in t.iter_mut() {
                 let ln_sigma = p_mean + p_std * f64::standard_normal(rng);
                 let ti = sde.schedule().t_of_log_snr(F::lit(-ln_sigma))?;
@@ -213,6 +215,23 @@ pub fn make_batch<F: Real>(
                 });
             *w = score_space_weight(weighting, sde, ti) * prediction_space_factor(kind, a, s);
         });
+    // Huge data or a weighting that divides by σ⁴ near t_min can overflow: an error, not a
+    // batch holding inf.
+    for (what, ok) in [
+        ("training batch x_t", check::all_finite(&x_t)),
+        ("training batch target", check::all_finite(&target)),
+        ("training batch weight", check::all_finite(&weight)),
+    ] {
+        if !ok {
+            return Err(Error::Unrepresentable {
+                what,
+                index: 0,
+                reason: "it overflows the float type (data too large, or a weighting that \
+                         divides by a power of σ(t) near t = 0)"
+                    .into(),
+            });
+        }
+    }
     Ok(TrainingBatch {
         t,
         x_t,
@@ -240,11 +259,20 @@ impl<F: Real> TrainingBatch<F> {
                 }
                 *o = w * acc;
             });
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Unrepresentable {
+                what: "training loss",
+                index: i,
+                reason: "the weighted squared error overflows the float type".into(),
+            });
+        }
         Ok(out)
     }
     /// The batch loss: the mean of [`TrainingBatch::row_losses`].
     pub fn loss(&self, prediction: ArrayView2<F>) -> Result<F> {
         let r = self.row_losses(prediction)?;
-        Ok(r.sum() / F::from_usize_lossy(r.len()))
+        // The mean as Σ (r_i / n): each term is finite, and so is their sum.
+        let n = F::from_usize_lossy(r.len());
+        Ok(r.iter().fold(F::zero(), |acc, &v| acc + v / n))
     }
 }

@@ -267,7 +267,8 @@ impl<M: ScoreModel<F>, C: ClassifierGradient<F>, F: Real> ScoreModel<F>
             out.scaled_add(self.scale, &g);
         }
         self.scratch.give(g);
-        r
+        r?;
+        super::finite_combination("classifier-guided score", &out)
     }
     fn dim(&self) -> Option<usize> {
         self.model.dim().or(self.classifier.dim())
@@ -418,7 +419,7 @@ impl<U: ScoreModel<F>, C: ScoreModel<F>, F: Real> ScoreModel<F> for ClassifierFr
                 });
         }
         self.scratch.give(u);
-        Ok(())
+        super::finite_combination("classifier-free guided score", &out)
     }
     fn dim(&self) -> Option<usize> {
         self.cond.dim().or(self.uncond.dim())

@@ -6,7 +6,7 @@ use super::{GaussianMixture, unrepresentable};
 use crate::error::Result;
 use crate::float::Real;
 use crate::par::{ROW_BLOCK, row_blocks};
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, check_t_from_zero};
 use crate::score::{ScoreModel, check_score_call};
 use crate::{check, error::Error};
 use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2};
@@ -105,14 +105,7 @@ impl<F: Real, S: Schedule<F>> AnalyticScore<F, S> {
     }
 
     fn alpha_sigma(&self, t: F) -> Result<(F, F)> {
-        let (_, hi) = self.schedule.t_range();
-        if !t.is_finite() || t < F::zero() || t > hi * (F::one() + F::lit(8.0) * F::EPS) {
-            return Err(Error::TimeOutOfRange {
-                t: t.as_f64(),
-                min: 0.0,
-                max: hi.as_f64(),
-            });
-        }
+        check_t_from_zero(&self.schedule, t)?;
         Ok((self.schedule.alpha(t), self.schedule.sigma(t)))
     }
 

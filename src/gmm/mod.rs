@@ -459,15 +459,10 @@ impl<F: Real> GaussianMixture<F> {
     /// let a = vp.alpha(1.0);
     /// assert!((p1.means()[[0, 0]] - 4.0 * a).abs() < 1e-12);
     /// ```
+    ///
+    /// `t` must lie in `[0, T]` of the schedule ([`Error::TimeOutOfRange`] otherwise).
     pub fn diffuse(&self, schedule: &dyn Schedule<F>, t: F) -> Result<Self> {
-        check::finite_scalar("t", t)?;
-        if t < F::zero() {
-            return Err(Error::TimeOutOfRange {
-                t: t.as_f64(),
-                min: 0.0,
-                max: schedule.t_range().1.as_f64(),
-            });
-        }
+        crate::schedule::check_t_from_zero(schedule, t)?;
         self.diffuse_with(schedule.alpha(t), schedule.sigma(t))
     }
 
@@ -504,6 +499,18 @@ impl<F: Real> GaussianMixture<F> {
                 acc.scaled_add(resp[[i, k]], &(&self.means.row(k) + &corr));
             }
             out.row_mut(i).assign(&acc);
+        }
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Unrepresentable {
+                what: "posterior mean E[x_0 | x_t]",
+                index: i,
+                reason: format!(
+                    "it overflows the float type (α = {:?}, σ = {:?}: x_t or the gain \
+                     α λ / (α² λ + σ²) too large)",
+                    alpha.as_f64(),
+                    sigma.as_f64()
+                ),
+            });
         }
         Ok(out)
     }

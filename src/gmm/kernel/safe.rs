@@ -58,7 +58,7 @@ pub(crate) fn ldexp(mut v: f64, mut n: i64) -> f64 {
         v *= small;
         n += 1000;
     }
-    if n > 1000 || n < -1000 {
+    if !(-1000..=1000).contains(&n) {
         return v; // already ±∞ or 0
     }
     v * 2f64.powi(n as i32)
