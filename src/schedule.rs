@@ -74,8 +74,9 @@ pub trait Schedule<F: Real>: Send + Sync + Debug {
     /// The default inverts [`Schedule::log_snr`] by bisection over `[0, T]`
     /// ([`invert_decreasing`]); schedules with a closed form override it.
     /// Errors if `lambda` is not finite; the default also errors when `lambda` is not
-    /// attained in `[0, T]`, while the closed forms return the formula's natural extension
-    /// (a `t` outside `[t_min, T]`, which grids clamp and validate).
+    /// attained in `[0, T]` (a target a few ulps past `λ(T)` is `T`: see
+    /// [`invert_decreasing`]), while the closed forms return the formula's natural
+    /// extension (a `t` outside `[t_min, T]`, which grids clamp and validate).
     fn t_of_log_snr(&self, lambda: F) -> Result<F> {
         let (_, t_max) = self.t_range();
         invert_decreasing(|t| self.log_snr(t), lambda, F::zero(), t_max)
@@ -122,10 +123,20 @@ forward_schedule!(&S, Box<S>, std::sync::Arc<S>);
 /// and stops when the bracket can no longer be halved in `F` (at most 200 halvings).
 /// `h(lo)` may be `+∞` (as `λ(0)` is for VP schedules).
 ///
+/// A target beyond an end value by no more than rounding, `64 ε max(1, |target|)`, gives
+/// that end point: callers compute their targets from the same schedule (EDM's churn
+/// inverts `−ln(σ/α)` of a noise level capped at `σ(T)/α(T)`), and `−ln(σ/α)` may land a
+/// few ulps past `λ(T) = ln α − ln σ` — that is `T`, not a failure. Farther out is
+/// [`Error::NoConvergence`].
+///
 /// ```
 /// use score_sde::schedule::invert_decreasing;
 /// let t = invert_decreasing(|t: f64| -t.powi(3), -0.125, 0.0, 1.0).unwrap();
 /// assert!((t - 0.5).abs() < 1e-15);
+/// // Two ulps beyond h(1) = −1 is the end point; 1e-6 beyond is not attained.
+/// let below = -1.0 - 2.0 * f64::EPSILON;
+/// assert_eq!(invert_decreasing(|t: f64| -t.powi(3), below, 0.0, 1.0).unwrap(), 1.0);
+/// assert!(invert_decreasing(|t: f64| -t.powi(3), -1.000001, 0.0, 1.0).is_err());
 /// ```
 pub fn invert_decreasing<F: Real>(h: impl Fn(F) -> F, target: F, lo: F, hi: F) -> Result<F> {
     if !target.is_finite() {
@@ -133,12 +144,19 @@ pub fn invert_decreasing<F: Real>(h: impl Fn(F) -> F, target: F, lo: F, hi: F) -
     }
     let (mut a, mut b) = (lo, hi);
     let (ha, hb) = (h(a), h(b));
+    let slack = F::lit(64.0) * F::EPS * target.abs().max(F::one());
+    if hb > target && hb - target <= slack {
+        return Ok(hi);
+    }
+    if ha < target && target - ha <= slack {
+        return Ok(lo);
+    }
     // h decreasing: need h(a) >= target >= h(b).
     if ha.is_nan() || hb.is_nan() || ha < target || hb > target {
         return Err(Error::NoConvergence {
             what: "log-SNR inversion",
             reason: format!(
-                "target {} is not bracketed by h({})={} and h({})={}",
+                "target {:?} is not bracketed by h({:?}) = {:?} and h({:?}) = {:?}",
                 target.as_f64(),
                 a.as_f64(),
                 ha.as_f64(),

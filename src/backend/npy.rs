@@ -185,13 +185,23 @@ pub fn from_npy_bytes<F: Real>(bytes: &[u8]) -> Result<Array2<F>> {
     a.map_err(|e| bad(e.to_string()))
 }
 
+/// At most `n` characters of `s`, `…` marking a cut: a message quotes a file's header or
+/// a field of it, which can be 4 GiB long (a version-2 header) or a 5000-digit "count".
+fn clip(s: &str, n: usize) -> String {
+    let mut out: String = s.chars().take(n).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
 /// Parse the header dictionary `{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }`.
 fn parse_header(text: &str) -> std::result::Result<Header, String> {
     let field = |key: &str| -> std::result::Result<&str, String> {
         let k = text
             .find(&format!("'{key}'"))
             .or_else(|| text.find(&format!("\"{key}\"")))
-            .ok_or_else(|| format!("the header has no '{key}': {text:?}"))?;
+            .ok_or_else(|| format!("the header has no '{key}': {:?}", clip(text, 120)))?;
         let rest = &text[k + key.len() + 2..];
         let colon = rest
             .find(':')
@@ -209,7 +219,10 @@ fn parse_header(text: &str) -> std::result::Result<Header, String> {
         "<f4" | "=f4" => (4, false),
         ">f4" => (4, true),
         other => {
-            return Err(format!("element type {other:?} is not float32 or float64"));
+            return Err(format!(
+                "element type {:?} is not float32 or float64",
+                clip(other, 24)
+            ));
         }
     };
     let fo = field("fortran_order")?;
@@ -232,7 +245,7 @@ fn parse_header(text: &str) -> std::result::Result<Header, String> {
         .map(|p| {
             p.trim_end_matches('L')
                 .parse::<usize>()
-                .map_err(|_| format!("shape entry {p:?} is not a count"))
+                .map_err(|_| format!("shape entry {:?} is not a count", clip(p, 24)))
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(Header {

@@ -237,6 +237,139 @@ fn guidance_overflow_is_an_error() {
     assert_eq!(out[[0, 0]], 1.5e308);
 }
 
+/// Found by the fuzz suite (long mode, as a `NoConvergence` error inside valid sampler
+/// runs): `EdmHeun`'s churn on a schedule without a closed-form inverse (`DiscreteVp`)
+/// computes `−ln(σ/α)` a few ulps beyond `λ(T)`, and the bisection refused it as "not
+/// bracketed". Within rounding (`64 ε max(1, |λ|)`) the inverse is now the end point;
+/// farther out it is still an error.
+#[test]
+fn inverse_log_snr_within_rounding_of_t_is_t() {
+    let s = DiscreteVp::<f64>::ddpm_linear(1000, 1e-4, 0.02).unwrap();
+    let hi = s.t_range().1;
+    let lam_t = s.log_snr(hi);
+    let ulp = f64::EPSILON * lam_t.abs().max(1.0);
+    for k in [1.0, 4.0, 32.0] {
+        assert_eq!(s.t_of_log_snr(lam_t - k * ulp).unwrap(), hi, "{k} ulps");
+    }
+    assert!(matches!(
+        s.t_of_log_snr(lam_t - 1e-6),
+        Err(Error::NoConvergence { .. })
+    ));
+    // Inside the range the bisection is exact to rounding: λ(t(λ(0.5))) = λ(0.5).
+    let t = s.t_of_log_snr(s.log_snr(0.5)).unwrap();
+    assert!((t - 0.5).abs() < 1e-12, "{t}");
+    // EDM churn near T raises the noise level to σ(T)/α(T) (its cap), and `−ln(σ/α)`
+    // rounds a few ulps past `λ(T) = ln α − ln σ` for some schedules: find such a schedule,
+    // then the sampler must run (it failed with "log-SNR inversion did not converge:
+    // target … is not bracketed").
+    let beyond = (1..200)
+        .filter_map(|k| DiscreteVp::<f64>::ddpm_linear(1000, 1e-4, 0.01 + 1e-4 * k as f64).ok())
+        .find(|s| -s.noise_level(1.0).ln() < s.log_snr(1.0))
+        .expect("a schedule whose −ln(σ/α) at T rounds beyond λ(T)");
+    let sde = LinearSde::new(beyond);
+    let grid = TimeGrid::uniform(sde.schedule(), 50).unwrap();
+    let edm = EdmHeun::new(sde, grid).unwrap().churn(10.0).unwrap();
+    let model = ScoreFn::new(
+        |x: ArrayView2<f64>, _t: f64, mut out: ArrayViewMut2<f64>| -> Result<()> {
+            out.assign(&(-&x));
+            Ok(())
+        },
+    );
+    let run = edm.sample(&model, 3, 2, &mut rng()).unwrap();
+    assert!(run.samples.iter().all(|v| v.is_finite()));
+    // f32: the same one-ulp miss (the fuzz suite's f32 cases were 1–2 ulps of f32 out).
+    let s32 = DiscreteVp::<f32>::ddpm_linear(1000, 1e-4, 0.02).unwrap();
+    let l32 = s32.log_snr(1.0);
+    assert_eq!(
+        s32.t_of_log_snr(l32 - 2.0 * f32::EPSILON * l32.abs().max(1.0))
+            .unwrap(),
+        1.0
+    );
+}
+
+/// Found by the fuzz suite: `bits_per_dim` of `log p` near `−f64::MAX` returned `+inf` in
+/// an `Ok` (`−log p / (D ln 2)` overflows for `D = 1`). Now `Unrepresentable`; in range it is
+/// the closed form `−log p / (D ln 2) + log₂ B − log₂ a`.
+#[test]
+fn bits_per_dim_overflow_is_an_error() {
+    use score_sde::likelihood::{DataScaling, bits_per_dim};
+    let sc = DataScaling::eight_bit_centered();
+    let r = bits_per_dim(ndarray::array![-1.0, -f64::MAX].view(), 1, sc);
+    assert!(
+        matches!(r, Err(Error::Unrepresentable { index: 1, .. })),
+        "{r:?}"
+    );
+    // Two dimensions halve it: finite, 7 bits of offset on top.
+    let b = bits_per_dim(ndarray::array![-f64::MAX].view(), 2, sc).unwrap();
+    let want = f64::MAX / (2.0 * std::f64::consts::LN_2) + 7.0;
+    assert!((b[0] - want).abs() <= 1e-15 * want, "{}", b[0]);
+    // log p = −D ln 2 · 3 is 3 + 7 = 10 bits.
+    let b = bits_per_dim(ndarray::array![-6.0 * std::f64::consts::LN_2].view(), 2, sc).unwrap();
+    assert!((b[0] - 10.0).abs() < 1e-14, "{}", b[0]);
+}
+
+/// Found by the fuzz suite: a mutated `.npy` header quoted whole in the error message
+/// (a version-2 header may be 4 GiB; a shape entry a 5000-digit "count"). Messages now quote
+/// at most a short head.
+#[cfg(feature = "npy")]
+#[test]
+fn npy_errors_quote_the_header_briefly() {
+    use score_sde::backend::npy::from_npy_bytes;
+    let file = |header: &str| {
+        let mut b = b"\x93NUMPY\x02\x00".to_vec();
+        b.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b
+    };
+    let long = format!("{{'dscr': '<f8', 'junk': '{}' }}", "x".repeat(100_000));
+    let digits = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, 2), }}",
+        "9".repeat(5000)
+    );
+    let descr = format!("{{'descr': '{}', }}", "f".repeat(5000));
+    for (h, says) in [
+        (long, "has no 'descr'"),
+        (digits, "is not a count"),
+        (descr, "is not float32"),
+    ] {
+        match from_npy_bytes::<f64>(&file(&h)) {
+            Err(Error::Io(m)) => {
+                assert!(
+                    m.contains(says) && m.len() < 300,
+                    "{} bytes: {says}",
+                    m.len()
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Found by the fuzz suite: `wrong_time_shape.onnx` with one byte changed — the node's
+/// output renamed from `score` to `scoQe`, so the graph's output has no producer — made
+/// tract panic ("no entry found for key") inside `OnnxNetwork::load`. tract now runs under
+/// `catch_unwind` and the panic is `Error::Model`.
+#[cfg(feature = "onnx")]
+#[test]
+fn tract_panic_on_a_graph_output_without_producer_is_an_error() {
+    use score_sde::backend::onnx::OnnxNetwork;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    let mut bytes = std::fs::read(format!("{dir}wrong_time_shape.onnx")).unwrap();
+    assert_eq!(&bytes[51..56], b"score");
+    bytes[54] = b'Q';
+    let p = std::env::temp_dir().join(format!(
+        "score_sde_h18_dangling_{}.onnx",
+        std::process::id()
+    ));
+    std::fs::write(&p, &bytes).unwrap();
+    let r = OnnxNetwork::load(&p, "x", "t", None);
+    std::fs::remove_file(&p).ok();
+    match r {
+        Err(Error::Model(m)) => assert!(m.contains("panicked"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Replay of cases the generator found (all fixed in this crate; listed by `(kind, seed)`,
 /// re-run through the same harness so that a change of the generator shows up here too).
 #[test]
@@ -256,4 +389,9 @@ fn replayed_cases_pass() {
 const REPLAY: &[(usize, u64)] = &[
     // guidance: s + w ∇ log p(y|x) overflowed to inf in an Ok.
     (7, 14660725950207667120),
+    // onnx: a mutated fixture made tract panic inside OnnxNetwork::load.
+    (11, 8543660971959928931),
+    // divergence-bpd-train: bits_per_dim of log p near −f64::MAX was +inf in an Ok.
+    (13, 1542804367427541354),
+    (13, 11373010939165141311),
 ];
