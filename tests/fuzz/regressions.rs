@@ -132,6 +132,24 @@ fn dopri5_names_a_non_finite_right_hand_side() {
     );
 }
 
+/// Issue 18, sampler side: "`transition(s, t)` with s > t (a = 2.9, sd = 0)" returned a
+/// non-transition silently. The sampler driver documents the domain `s ≤ t` and
+/// debug-asserts it; forwards it is the closed form `(a, √(1 − a²))`, `a = α_t/α_s`, of a
+/// variance-preserving schedule.
+#[test]
+#[ignore = "sampler driver (issue 18): LinearSde::transition(s, t) accepts s > t"]
+fn transition_backwards_in_time_is_asserted() {
+    let sde = VpSde::<f64>::default();
+    let (a, sd) = sde.transition(0.1, 0.9);
+    let want = sde.alpha(0.9) / sde.alpha(0.1);
+    assert!((a - want).abs() <= 1e-15 * want, "{a} vs {want}");
+    assert!((sd - (1.0 - want * want).sqrt()).abs() < 1e-12, "{sd}");
+    if cfg!(debug_assertions) {
+        let r = std::panic::catch_unwind(|| VpSde::<f64>::default().transition(0.9, 0.1));
+        assert!(r.is_err(), "transition(0.9, 0.1) = {r:?}");
+    }
+}
+
 // ------------------------------------------------------------------ found and fixed
 
 /// Found by the fuzz suite: `VpCosine::new` with a huge `β_max` put `T` at 1.0 (θ(T) rounds
@@ -368,6 +386,36 @@ fn tract_panic_on_a_graph_output_without_producer_is_an_error() {
         Err(Error::Model(m)) => assert!(m.contains("panicked"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Issue 18: "an ONNX noise model at t = 0" divided by `σ(0) = 0` and returned ±inf; now a
+/// typed error naming `sigma(t)` (the check is `Parameterized`'s, which `OnnxScore` wraps).
+/// At `t_min` the same call is finite.
+#[cfg(feature = "onnx")]
+#[test]
+fn onnx_noise_model_at_t_zero_is_an_error() {
+    use score_sde::backend::onnx::{OnnxOptions, OnnxScore};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    let model = OnnxScore::load(
+        format!("{dir}ring_noise.onnx"),
+        OnnxOptions::new(VpLinear::<f64>::default(), Parameterization::Noise),
+    )
+    .unwrap();
+    let x = ndarray::array![[0.5, -1.0], [2.0, 0.0]];
+    let mut out = Array2::zeros((2, 2));
+    let r = model.score(x.view(), 0.0, out.view_mut());
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidParameter {
+                name: "sigma(t)",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    model.score(x.view(), 1e-3, out.view_mut()).unwrap();
+    assert!(out.iter().all(|v| v.is_finite()), "{out}");
 }
 
 /// Replay of cases the generator found (all fixed in this crate; listed by `(kind, seed)`,
