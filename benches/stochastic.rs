@@ -8,7 +8,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::SeedableRng;
 use score_sde::gmm::{AnalyticScore, GaussianMixture, problems};
 use score_sde::grid::TimeGrid;
-use score_sde::sample::{AnnealedLangevin, Corrector, Mala, Pc, Predictor, StepRule, Ula};
+use score_sde::sample::{AnnealedLangevin, CorrectorKind, Mala, Pc, PredictorKind, StepRule, Ula};
 use score_sde::schedule::Edm;
 use score_sde::sde::VpSde;
 use score_sde::{Real, Sampler, ScoreModel};
@@ -26,24 +26,33 @@ fn bench_problem(c: &mut Criterion, name: &str, p0: GaussianMixture<f64>, n: usi
     let p_eps = p0.diffuse(sde.schedule(), 1e-3).unwrap();
     let dim = p0.dim();
     let grid = TimeGrid::uniform(sde.schedule(), STEPS).unwrap();
-    let pc = |p: Predictor| Pc::new(sde.clone(), grid.clone()).unwrap().predictor(p);
+    let pc = |p: PredictorKind| {
+        Pc::new(sde.clone(), grid.clone())
+            .unwrap()
+            .predictor(p)
+            .unwrap()
+    };
     let samplers: Vec<Case> = vec![
-        ("em", Box::new(pc(Predictor::EulerMaruyama)), &model),
+        ("em", Box::new(pc(PredictorKind::EulerMaruyama)), &model),
         (
             "reverse_diffusion",
-            Box::new(pc(Predictor::ReverseDiffusion)),
+            Box::new(pc(PredictorKind::ReverseDiffusion)),
             &model,
         ),
-        ("ancestral", Box::new(pc(Predictor::Ancestral)), &model),
+        ("ancestral", Box::new(pc(PredictorKind::Ancestral)), &model),
         (
             "pc_rd_langevin_batchmean",
-            Box::new(pc(Predictor::ReverseDiffusion).corrector(Corrector::langevin(0.16).unwrap())),
+            Box::new(
+                pc(PredictorKind::ReverseDiffusion)
+                    .corrector(CorrectorKind::langevin(0.16).unwrap())
+                    .unwrap(),
+            ),
             &model,
         ),
         (
             "pc_rd_langevin_persample",
             Box::new(
-                pc(Predictor::ReverseDiffusion)
+                pc(PredictorKind::ReverseDiffusion)
                     .step_rule(StepRule::PER_SAMPLE)
                     .unwrap(),
             ),
@@ -102,7 +111,8 @@ fn bench_steps<F: Real>(c: &mut Criterion, name: &str, p0: GaussianMixture<F>, n
     let em = Pc::new(sde.clone(), grid.clone()).unwrap();
     let pc = em
         .clone()
-        .predictor(Predictor::ReverseDiffusion)
+        .predictor(PredictorKind::ReverseDiffusion)
+        .unwrap()
         .snr(0.16)
         .unwrap();
     let ty = std::any::type_name::<F>();

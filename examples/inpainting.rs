@@ -15,7 +15,7 @@ use ndarray::{Array1, Array2, array};
 use rand::SeedableRng;
 use score_sde::condition::Imputation;
 use score_sde::prelude::*;
-use score_sde::sample::{Pc, Predictor};
+use score_sde::sample::{Pc, PredictorKind};
 use std::path::{Path, PathBuf};
 
 fn histogram(v: &Array1<f64>, lo: f64, hi: f64, bins: usize) -> Vec<f64> {
@@ -77,7 +77,7 @@ pub fn impute(out_dir: &Path, scale: Scale, y: f64) -> BoxResult<Vec<PathBuf>> {
     // Any sampler that calls `observe::after_step` works; here the reverse-SDE
     // Euler–Maruyama predictor (Song et al. 2021, eq. 6) on a uniform grid.
     let sampler = Pc::new(sde.clone(), TimeGrid::uniform(sde.schedule(), steps)?)?
-        .predictor(Predictor::EulerMaruyama);
+        .predictor(PredictorKind::EulerMaruyama)?;
     let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
     let x0 = sampler.initial_state(n, 2, &mut rng)?;
     let mut imp = Imputation::new(vp, &[false, true], array![f64::NAN, y].view(), 1)?;

@@ -19,15 +19,26 @@
 //! cargo run --release --example nfe_sweep            # N = 20000, full sweep
 //! cargo run --release --example nfe_sweep -- 5000    # smaller N
 //! cargo run --release --example nfe_sweep -- 20000 table   # the sampler × NFE table only
+//! cargo run --release --example nfe_sweep -- 20000 floor   # NFE to reach the noise floor
 //! ```
+//!
+//! The problems are ring2d, rand16d and ill32d (`data/problems/ill32d.json`: 32-D, four
+//! components with unequal weights, covariance eigenvalues over two decades, 0.01–2).
+//!
+//! `floor` mode climbs a ladder of settings per method (tolerances of the adaptive
+//! samplers, step counts of the fixed ones) and reports the first that is at the floor on
+//! each problem: for deterministic samplers the paired criterion (≤ 1), for stochastic ones
+//! (Gotta Go Fast, Euler–Maruyama) the raw criterion (every metric within the largest value
+//! of 5 exact batches; their noise is their own, so there is no converged flow to pair with).
 
 use ndarray::Array2;
 use rand::SeedableRng;
 use score_sde::metrics::{Reference, Report, random_directions, sample_covariance, sliced_w1};
+use score_sde::ode::{BS3, BatchNorm, DOPRI5, TSIT5, Tableau};
 use score_sde::prelude::*;
 use score_sde::sample::{
-    Ddim, Dopri5, DpmSolverPp, DpmVariant, EdmHeun, EulerAncestral, FixedMethod, ProbabilityFlow,
-    ThirdOrder,
+    Ddim, Dopri5, DpmAdaptive, DpmSolverPp, DpmVariant, EdmHeun, EulerAncestral, FixedMethod,
+    GottaGoFast, Pc, ProbabilityFlow, ThirdOrder, UniPc,
 };
 
 type Sde = VpSde<f64>;
@@ -280,10 +291,12 @@ pub fn sweep(args: &[String]) -> Result<()> {
     let table_only = args.get(2).is_some_and(|s| s == "table");
     let focus = args.get(2).is_some_and(|s| s == "focus");
     let confirm = args.get(2).is_some_and(|s| s == "confirm");
+    let floor = args.get(2).is_some_and(|s| s == "floor");
     let sde = Sde::default();
     let problems = [
         problem("ring2d", problems::ring2d(), &sde, n)?,
         problem("rand16d", problems::rand16d(), &sde, n)?,
+        problem("ill32d", ill32d()?, &sde, n)?,
     ];
     for p in &problems {
         println!(
@@ -302,6 +315,12 @@ pub fn sweep(args: &[String]) -> Result<()> {
         );
     }
 
+    if floor {
+        return floor_table(&problems, &sde, &ladders());
+    }
+    if args.get(2).is_some_and(|s| s == "settings") {
+        return settings_table(&problems, &sde);
+    }
     let karras = GridKind::KARRAS;
     let mut table: Vec<Config> = vec![
         Config {
@@ -521,10 +540,295 @@ pub fn sweep(args: &[String]) -> Result<()> {
     }
     best.sort_by(|a, b| a.0.total_cmp(&b.0));
     println!(
-        "\n# best configurations (worst paired deviation / Monte-Carlo spread over both problems, ≤ 1 = at the floor)"
+        "\n# best configurations (worst paired deviation / Monte-Carlo spread over all problems, ≤ 1 = at the floor)"
     );
     for (q, name, nfe) in best.iter().take(25) {
         println!("{q:.3}  {name}  NFE {nfe}");
+    }
+    Ok(())
+}
+
+/// The ill-conditioned 32-D problem of issue 16, loaded like the others through `MixtureSpec`.
+fn ill32d() -> Result<GaussianMixture<f64>> {
+    MixtureSpec::from_json(include_str!("../data/problems/ill32d.json"))?.build()
+}
+
+/// Builds a sampler from a setting (a tolerance or a step count).
+type MakeSampler = Box<dyn Fn(&Sde, f64) -> Result<Box<dyn Sampler<f64>>>>;
+
+/// One method's ladder of settings, cheapest first.
+struct Ladder {
+    name: &'static str,
+    stochastic: bool,
+    settings: Vec<f64>,
+    make: MakeSampler,
+}
+
+fn adaptive_rk(tab: Tableau) -> MakeSampler {
+    Box::new(
+        move |sde: &Sde, tol: f64| -> Result<Box<dyn Sampler<f64>>> {
+            let solver = Dopri5::new(tol, tol)?.with_tableau(tab)?;
+            Ok(Box::new(ProbabilityFlow::adaptive(sde.clone(), solver)))
+        },
+    )
+}
+
+fn ladders() -> Vec<Ladder> {
+    let tols = vec![
+        0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 5e-3, 2e-3, 1e-3, 5e-4, 2e-4, 1e-4,
+    ];
+    let steps = vec![
+        10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0, 150.0,
+    ];
+    vec![
+        Ladder {
+            name: "adaptive DPM-Solver-23 (rtol = atol)",
+            stochastic: false,
+            settings: tols.clone(),
+            make: Box::new(|sde, tol| Ok(Box::new(DpmAdaptive::new(sde.clone(), 3, tol, tol)?))),
+        },
+        Ladder {
+            name: "adaptive DPM-Solver-12 (rtol = atol)",
+            stochastic: false,
+            settings: tols.clone(),
+            make: Box::new(|sde, tol| Ok(Box::new(DpmAdaptive::new(sde.clone(), 2, tol, tol)?))),
+        },
+        Ladder {
+            name: "Gotta Go Fast + denoise (rtol = atol)",
+            stochastic: true,
+            settings: vec![0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 5e-3],
+            make: Box::new(|sde, tol| {
+                Ok(Box::new(
+                    GottaGoFast::new(sde.clone(), tol, tol)?.denoise_final(true),
+                ))
+            }),
+        },
+        Ladder {
+            name: "PF-ODE Dopri5 (rtol = atol)",
+            stochastic: false,
+            settings: vec![1e-2, 3e-3, 1e-3, 3e-4],
+            make: adaptive_rk(DOPRI5),
+        },
+        Ladder {
+            name: "PF-ODE Tsit5 (rtol = atol)",
+            stochastic: false,
+            settings: vec![1e-2, 3e-3, 1e-3, 3e-4],
+            make: adaptive_rk(TSIT5),
+        },
+        Ladder {
+            name: "PF-ODE BS3 (rtol = atol)",
+            stochastic: false,
+            settings: vec![1e-2, 3e-3, 1e-3, 3e-4],
+            make: adaptive_rk(BS3),
+        },
+        Ladder {
+            name: "UniPC-2 bh2, quadratic grid (steps)",
+            stochastic: false,
+            settings: steps.clone(),
+            make: Box::new(|sde, n| {
+                let g = TimeGrid::quadratic(sde.schedule(), n as usize)?;
+                Ok(Box::new(UniPc::new(sde.clone(), g)?))
+            }),
+        },
+        Ladder {
+            name: "UniPC-3 bh2, quadratic grid (steps)",
+            stochastic: false,
+            settings: steps.clone(),
+            make: Box::new(|sde, n| {
+                let g = TimeGrid::quadratic(sde.schedule(), n as usize)?;
+                Ok(Box::new(UniPc::new(sde.clone(), g)?.order(3)?))
+            }),
+        },
+        Ladder {
+            name: "UniPC-2 bh2, log-SNR grid (steps)",
+            stochastic: false,
+            settings: steps.clone(),
+            make: Box::new(|sde, n| {
+                let g = TimeGrid::log_snr(sde.schedule(), n as usize)?;
+                Ok(Box::new(UniPc::new(sde.clone(), g)?))
+            }),
+        },
+        Ladder {
+            name: "DPM-Solver++ 3M, quadratic grid (steps)",
+            stochastic: false,
+            settings: steps.clone(),
+            make: Box::new(|sde, n| {
+                let g = TimeGrid::quadratic(sde.schedule(), n as usize)?;
+                Ok(Box::new(DpmSolverPp::new(sde.clone(), g)?.order(3)?))
+            }),
+        },
+        Ladder {
+            name: "Euler–Maruyama, uniform grid (steps)",
+            stochastic: true,
+            settings: vec![250.0, 500.0, 1000.0],
+            make: Box::new(|sde, n| {
+                let g = TimeGrid::uniform(sde.schedule(), n as usize)?;
+                Ok(Box::new(Pc::new(sde.clone(), g)?))
+            }),
+        },
+    ]
+}
+
+/// NFE to reach the noise floor, per method and problem (see the module docs, `floor`).
+fn floor_table(problems: &[Problem], sde: &Sde, ladders: &[Ladder]) -> Result<()> {
+    println!(
+        "\n| method | {} |",
+        problems
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(problems.len()));
+    for ladder in ladders {
+        let mut cells = Vec::new();
+        for p in problems {
+            let mut cell = "not reached".to_string();
+            for &setting in &ladder.settings {
+                let s = (ladder.make)(sde, setting)?;
+                let mut rng = rand_pcg::Pcg64::seed_from_u64(99);
+                let run = s.run(&p.model, p.x_t.clone(), &mut rng)?;
+                let r = p.reference.evaluate(run.samples.view())?;
+                let raw = ratio(&r, &p.floor);
+                let (_, _, _, pq) = paired(p, &run.samples, &r)?;
+                let crit = if ladder.stochastic { raw } else { pq };
+                eprintln!(
+                    "# {} {} setting {setting:e}: NFE {} (rejected {}) raw {raw:.2} paired {pq:.2} SW1 {:.4} cov {:.4} gap {:+.4}",
+                    p.name, ladder.name, run.nfe, run.rejected, r.sw1, r.cov_err_fro, r.loglik_gap
+                );
+                if crit <= 1.0 {
+                    cell = format!("{} ({setting:e}; {crit:.2})", run.nfe);
+                    break;
+                }
+            }
+            cells.push(cell);
+        }
+        println!("| {} | {} |", ladder.name, cells.join(" | "));
+    }
+    Ok(())
+}
+
+/// One setting per row on every problem (`settings` mode): the candidates for "one
+/// tolerance at the floor on all three problems", with NFE and the criterion per problem.
+fn settings_table(problems: &[Problem], sde: &Sde) -> Result<()> {
+    let mut rows: Vec<Ladder> = Vec::new();
+    let one = |name: &'static str, stochastic: bool, make: MakeSampler| Ladder {
+        name,
+        stochastic,
+        settings: vec![0.0],
+        make,
+    };
+    rows.push(one(
+        "Dopri5 1e-3",
+        false,
+        Box::new(|sde, _| adaptive_rk(DOPRI5)(sde, 1e-3)),
+    ));
+    rows.push(one(
+        "Tsit5 1e-3",
+        false,
+        Box::new(|sde, _| adaptive_rk(TSIT5)(sde, 1e-3)),
+    ));
+    rows.push(one(
+        "Tsit5 2e-3",
+        false,
+        Box::new(|sde, _| adaptive_rk(TSIT5)(sde, 2e-3)),
+    ));
+    rows.push(one(
+        "BS3 1e-3",
+        false,
+        Box::new(|sde, _| adaptive_rk(BS3)(sde, 1e-3)),
+    ));
+    rows.push(one(
+        "BS3 3e-3",
+        false,
+        Box::new(|sde, _| adaptive_rk(BS3)(sde, 3e-3)),
+    ));
+    rows.push(one(
+        "BS3 5e-3",
+        false,
+        Box::new(|sde, _| adaptive_rk(BS3)(sde, 5e-3)),
+    ));
+    for (name, rtol, atol, norm) in [
+        ("DPM-23 max 0.05/1e-3", 0.05, 1e-3, BatchNorm::MaxSample),
+        ("DPM-23 rms 5e-3", 5e-3, 5e-3, BatchNorm::Rms),
+        ("DPM-23 rms 3e-3", 3e-3, 3e-3, BatchNorm::Rms),
+        ("DPM-23 rms 2e-3", 2e-3, 2e-3, BatchNorm::Rms),
+        ("DPM-23 rms 1e-3", 1e-3, 1e-3, BatchNorm::Rms),
+        ("DPM-12 rms 1e-3", 1e-3, 1e-3, BatchNorm::Rms),
+    ] {
+        let order = if name.starts_with("DPM-12") { 2 } else { 3 };
+        rows.push(one(
+            name,
+            false,
+            Box::new(move |sde, _| {
+                Ok(Box::new(
+                    DpmAdaptive::new(sde.clone(), order, rtol, atol)?.batch_norm(norm),
+                ))
+            }),
+        ));
+    }
+    for (name, tol, norm) in [
+        ("GGF max 0.02", 0.02, BatchNorm::MaxSample),
+        ("GGF rms 0.03", 0.03, BatchNorm::Rms),
+        ("GGF rms 0.02", 0.02, BatchNorm::Rms),
+    ] {
+        rows.push(one(
+            name,
+            true,
+            Box::new(move |sde, _| {
+                Ok(Box::new(
+                    GottaGoFast::new(sde.clone(), tol, tol)?
+                        .batch_norm(norm)
+                        .denoise_final(true),
+                ))
+            }),
+        ));
+    }
+    rows.push(one(
+        "Euler–Maruyama 500",
+        true,
+        Box::new(|sde, _| {
+            Ok(Box::new(Pc::new(
+                sde.clone(),
+                TimeGrid::uniform(sde.schedule(), 500)?,
+            )?))
+        }),
+    ));
+    rows.push(one(
+        "UniPC-3 quadratic 30",
+        false,
+        Box::new(|sde, _| {
+            let g = TimeGrid::quadratic(sde.schedule(), 30)?;
+            Ok(Box::new(UniPc::new(sde.clone(), g)?.order(3)?))
+        }),
+    ));
+    rows.push(one(
+        "DPM-Solver++ 3M quadratic 30",
+        false,
+        Box::new(|sde, _| {
+            let g = TimeGrid::quadratic(sde.schedule(), 30)?;
+            Ok(Box::new(DpmSolverPp::new(sde.clone(), g)?.order(3)?))
+        }),
+    ));
+    // `NFE_SWEEP_ONLY=text` keeps the rows whose name contains `text`.
+    let only = std::env::var("NFE_SWEEP_ONLY").unwrap_or_default();
+    for row in rows.iter().filter(|r| r.name.contains(only.as_str())) {
+        let mut cells = Vec::new();
+        for p in problems {
+            let s = (row.make)(sde, 0.0)?;
+            let mut rng = rand_pcg::Pcg64::seed_from_u64(99);
+            let run = s.run(&p.model, p.x_t.clone(), &mut rng)?;
+            let r = p.reference.evaluate(run.samples.view())?;
+            let raw = ratio(&r, &p.floor);
+            let (_, _, _, pq) = paired(p, &run.samples, &r)?;
+            let crit = if row.stochastic { raw } else { pq };
+            cells.push(format!(
+                "{} ({crit:.2}{})",
+                run.nfe,
+                if crit <= 1.0 { " ✓" } else { "" }
+            ));
+        }
+        println!("| {} | {} |", row.name, cells.join(" | "));
     }
     Ok(())
 }

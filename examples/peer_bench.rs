@@ -41,7 +41,7 @@ use ndarray::Array2;
 use rand::SeedableRng;
 use score_sde::metrics::Reference;
 use score_sde::prelude::*;
-use score_sde::sample::{DpmSolverPp, Pc, Predictor};
+use score_sde::sample::{DpmSolverPp, Pc, PredictorKind};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -165,12 +165,12 @@ fn build<F: Real>(algo: &str, steps: usize, mixture: &GaussianMixture<F>) -> Res
         ),
         "pc-rd-langevin" | "pc-em-langevin" => {
             let p = if algo == "pc-rd-langevin" {
-                Predictor::ReverseDiffusion
+                PredictorKind::ReverseDiffusion
             } else {
-                Predictor::EulerMaruyama
+                PredictorKind::EulerMaruyama
             };
             (
-                Box::new(Pc::new(sde.clone(), uniform()?)?.predictor(p).snr(0.16)?),
+                Box::new(Pc::new(sde.clone(), uniform()?)?.predictor(p)?.snr(0.16)?),
                 continuous(),
                 json!({"description": format!("Pc: {p:?} predictor + Langevin corrector (batch-mean rule)"),
                        "snr": 0.16, "n_steps_each": 1, "langevin_norm": "batch"}),

@@ -23,7 +23,9 @@ use common::{BoxResult, EXACT, Panel, SAMPLED};
 use rand::SeedableRng;
 use score_sde::metrics::Reference;
 use score_sde::prelude::*;
-use score_sde::sample::{Dopri5, DpmSolverPp, EdmHeun, Pc, Predictor, ProbabilityFlow, StepRule};
+use score_sde::sample::{
+    Dopri5, DpmSolverPp, EdmHeun, Pc, PredictorKind, ProbabilityFlow, StepRule,
+};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -60,7 +62,7 @@ pub fn run(out_dir: &Path, scale: Scale) -> BoxResult<Vec<PathBuf>> {
             "PC, snr 0.16",
             Box::new(
                 Pc::new(sde.clone(), TimeGrid::uniform(&sched, steps(1000))?)?
-                    .predictor(Predictor::ReverseDiffusion)
+                    .predictor(PredictorKind::ReverseDiffusion)?
                     .snr(0.16)?,
             ),
         ),
@@ -69,7 +71,7 @@ pub fn run(out_dir: &Path, scale: Scale) -> BoxResult<Vec<PathBuf>> {
             "PC, σ-rule",
             Box::new(
                 Pc::new(sde.clone(), TimeGrid::uniform(&sched, steps(500))?)?
-                    .predictor(Predictor::ReverseDiffusion)
+                    .predictor(PredictorKind::ReverseDiffusion)?
                     .snr(0.16)?
                     .step_rule(StepRule::Sigma)?,
             ),

@@ -21,7 +21,7 @@ use score_sde::backend::npy::save_npy;
 use score_sde::backend::onnx::{OnnxOptions, OnnxScore};
 use score_sde::metrics::Reference;
 use score_sde::prelude::*;
-use score_sde::sample::{Ddim, DpmSolverPp, EdmHeun, Pc, Predictor};
+use score_sde::sample::{Ddim, DpmSolverPp, EdmHeun, Pc, PredictorKind};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -98,7 +98,7 @@ fn sampler(name: &str, steps: Option<usize>) -> Result<Box<dyn Sampler<f32>>> {
         )?),
         "pc" => Box::new(
             Pc::new(sde, TimeGrid::uniform(&sched, steps.unwrap_or(500))?)?
-                .predictor(Predictor::ReverseDiffusion)
+                .predictor(PredictorKind::ReverseDiffusion)?
                 .snr(0.16)?,
         ),
         "ddim" => Box::new(Ddim::new(

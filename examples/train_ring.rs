@@ -21,7 +21,7 @@ use score_sde::backend::candle::{
 };
 use score_sde::metrics::Reference;
 use score_sde::prelude::*;
-use score_sde::sample::{DpmSolverPp, Pc, Predictor};
+use score_sde::sample::{DpmSolverPp, Pc, PredictorKind};
 use std::time::Instant;
 
 struct Args {
@@ -140,7 +140,7 @@ fn main() -> Result<()> {
             "PC: reverse diffusion + Langevin 0.16".into(),
             Box::new(
                 Pc::new(sde.clone(), TimeGrid::uniform(&sched, args.pc_steps)?)?
-                    .predictor(Predictor::ReverseDiffusion)
+                    .predictor(PredictorKind::ReverseDiffusion)?
                     .snr(0.16)?,
             ),
         ),

@@ -26,7 +26,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use score_sde::observe::Trajectory;
 use score_sde::prelude::*;
-use score_sde::sample::{FixedMethod, Pc, Predictor, ProbabilityFlow};
+use score_sde::sample::{FixedMethod, Pc, PredictorKind, ProbabilityFlow};
 use std::path::{Path, PathBuf};
 
 fn main() -> BoxResult<()> {
@@ -101,7 +101,8 @@ pub fn run(out_dir: &Path, scale: Scale) -> BoxResult<Vec<PathBuf>> {
     }
 
     // Reverse SDE and PF-ODE from the same prior draws.
-    let reverse_sampler = Pc::new(sde.clone(), grid.clone())?.predictor(Predictor::EulerMaruyama);
+    let reverse_sampler =
+        Pc::new(sde.clone(), grid.clone())?.predictor(PredictorKind::EulerMaruyama)?;
     let flow_sampler = ProbabilityFlow::fixed(sde.clone(), FixedMethod::Heun, grid.clone())?;
     let x_t = reverse_sampler.initial_state(particles, 2, &mut rng)?;
     let mut tr = Trajectory::new(1, None);

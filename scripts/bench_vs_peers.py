@@ -22,6 +22,9 @@ Environment (defaults in brackets):
   QUIET_MAX_WAIT [60] QUIET_THRESHOLD [0.5]  wait (s) for other processes to leave the CPUs
                before each run, as the peers' wait_quiet
   OUT [target/peer-bench/<UTC time>]  output directory: results.jsonl, tables.md
+  OURS_BEFORE [unset]  a peer_bench binary built from an earlier commit: each of our runs is
+               preceded by the same run of that binary, and a before/after table is printed
+               (a change's speed measured in one run beside the peers)
 
 Ours is built with `cargo build --release --example peer_bench` (and `--features rayon`
 for the thread scaling part). Every JSON line records `other_cores_busy`: the average number
@@ -155,13 +158,20 @@ def jobs(pdir, py, bins):
     prob = lambda name: os.path.join(pdir, "problems", f"{name}.json")  # noqa: E731
     out = []
 
+    before = os.environ.get("OURS_BEFORE")
+    count = [0]
+
     def pair(name, n, steps, algos, dtype, peer_cmd, ours_algos=None):
         for algo, peer_algo in zip(algos, ours_algos or algos):
             if ALGOS and isinstance(algo, str) and algo not in ALGOS:
                 continue
-            k = len(out) // 2
-            out.append((f"ours#{k}", [ours, "--problem", prob(name), "--n", str(n), "--steps", *map(str, steps),
-                                 "--algo", *([algo] if isinstance(algo, str) else algo), "--dtype", dtype], REPO))
+            k = count[0]
+            count[0] += 1
+            args = ["--problem", prob(name), "--n", str(n), "--steps", *map(str, steps),
+                    "--algo", *([algo] if isinstance(algo, str) else algo), "--dtype", dtype]
+            if before:
+                out.append((f"before#{k}", [before, *args], REPO))
+            out.append((f"ours#{k}", [ours, *args], REPO))
             out.append((f"peer#{k}", peer_cmd(peer_algo), pdir))
 
     for name, n, n64 in (("ring2d", N2, N2_T64), ("rand16d", N16, N16_T64)):
@@ -249,6 +259,24 @@ def tables(recs):
                 f"{fmt(o['mean_err'], '.4f')} / {fmt(p['mean_err'], '.4f')} | "
                 f"{fmt(o['weight_tv'], '.4f')} / {fmt(p['weight_tv'], '.4f')} | "
                 f"{fmt(o['config'].get('other_cores_busy'), '.2f')} / {fmt(p['config'].get('other_cores_busy'), '.2f')} |")
+    befores = [r for r in recs if r.get("label", "").startswith("before#")]
+    if befores:
+        lines.append("\n### Before / after (OURS_BEFORE vs this build, the same runs back to back)\n")
+        lines.append("| problem | algorithm | dtype | N | steps | before S·NFE/s | after S·NFE/s | after/before (wall) | "
+                     "after/before (CPU) | others busy before / after |")
+        lines.append("|" + "---|" * 10)
+        for b in befores:
+            for o in ours:
+                if (pid(o) == pid(b) and o["algorithm"] == b["algorithm"] and o["steps"] == b["steps"]
+                        and o["N"] == b["N"] and o["dtype"] == b["dtype"]):
+                    cb, co = cpu_rate(b), cpu_rate(o)
+                    rc = co / cb if co and cb else None
+                    lines.append(
+                        f"| {o['problem']} | {o['algorithm']} | {o['dtype']} | {o['N']} | {o['steps']} | "
+                        f"{fmt(b['sample_nfe_per_s'])} | {fmt(o['sample_nfe_per_s'])} | "
+                        f"**{o['sample_nfe_per_s'] / b['sample_nfe_per_s']:.3f}** | {fmt(rc, '.3f')} | "
+                        f"{fmt(b['config'].get('other_cores_busy'), '.2f')} / "
+                        f"{fmt(o['config'].get('other_cores_busy'), '.2f')} |")
     th = [r for r in recs if r.get("label", "").startswith("threads")]
     if th:
         lines.append("\n### Threads (feature `rayon`, ring2d, Euler–Maruyama, float64)\n")

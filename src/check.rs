@@ -1,7 +1,7 @@
 //! Input validation shared by every module (crate-private).
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::{ArrayBase, ArrayView2, Data, Dimension};
 
 /// `true` if every entry is finite, in one pass that vectorises on contiguous arrays:
@@ -79,6 +79,15 @@ pub(crate) fn positive<F: Real>(name: &'static str, v: F) -> Result<F> {
         Ok(v)
     } else {
         Err(Error::param(name, v.as_f64(), "must be finite and > 0"))
+    }
+}
+
+/// `v` if it is finite and `≥ 0`, else [`Error::InvalidParameter`] naming it.
+pub(crate) fn non_negative<F: Real>(name: &'static str, v: F) -> Result<F> {
+    if v.is_finite() && v >= F::zero() {
+        Ok(v)
+    } else {
+        Err(Error::param(name, v.as_f64(), "must be finite and >= 0"))
     }
 }
 
@@ -184,6 +193,20 @@ pub(crate) fn vec_with_capacity<T>(what: &'static str, len: usize) -> Result<Vec
         reason: format!("allocating {len} elements failed: {e}"),
     })?;
     Ok(v)
+}
+
+/// A zeroed `n × d` batch ([`zeros`]), or [`Error::Empty`] if `n` or `d` is 0: the one
+/// allocator of sample batches (priors, initial states), so a count from a user or a file
+/// never aborts the process.
+pub(crate) fn zeros_batch<F: Clone + num_traits::Zero>(
+    what: &'static str,
+    n: usize,
+    d: usize,
+) -> Result<ndarray::Array2<F>> {
+    if n == 0 || d == 0 {
+        return Err(Error::Empty { what });
+    }
+    zeros(what, ndarray::Ix2(n, d))
 }
 
 /// A zero-filled array of `shape`, allocated only after [`vec_with_capacity`]'s checks.

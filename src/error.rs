@@ -147,6 +147,15 @@ pub enum Error {
         /// Why, with the sizes involved.
         reason: String,
     },
+    /// A combination the configuration cannot run (a sampler option the SDE or method does
+    /// not support, or a step method breaking the driver's contract).
+    #[error("{what} is not supported: {reason}")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+        /// Why it cannot be done.
+        reason: String,
+    },
     /// An observer asked the run to stop.
     #[error("stopped by observer at step {step}: {reason}")]
     Stopped {

@@ -16,7 +16,10 @@
 //! | [`score`] | [`ScoreModel`], closures, noise/data/velocity adapters |
 //! | [`gmm`] | [`GaussianMixture`](gmm::GaussianMixture) — the exact oracle — and [`AnalyticScore`](gmm::AnalyticScore) |
 //! | [`grid`] | time grids: uniform, quadratic, Karras ρ, log-SNR uniform, custom |
-//! | [`sample`] | the [`Sampler`] trait and the samplers |
+//! | [`sample`] | the [`Sampler`] trait, the one driver [`GridSampler`](sample::GridSampler) and the step methods |
+//! | [`ode`] | batch ODE integrators: Runge–Kutta tableaux, fixed steps, adaptive steps with error control |
+//! | [`dynamics`] | the reverse-time drift `f − w g² s` and the probability-flow right-hand side, written once |
+//! | [`num`] | the numerical substrate: `Real`, row noise streams, SIMD detection, row blocks |
 //! | [`likelihood`] | divergence estimators (exact, finite differences, Hutchinson), bits/dim |
 //! | [`metrics`] | mean/covariance error, component weights, sliced W1, log-likelihood gap |
 //! | [`observe`] | per-step hooks: non-finite checks, trajectories |
@@ -99,22 +102,22 @@
 pub mod backend;
 mod check;
 pub mod condition;
+pub mod dynamics;
 pub mod error;
-pub mod float;
 pub mod gmm;
 pub mod grid;
 pub mod likelihood;
 mod linalg;
 pub mod metrics;
+pub mod num;
 pub mod observe;
-mod par;
+pub mod ode;
 #[cfg(feature = "progress")]
 pub mod progress;
 pub mod sample;
 pub mod schedule;
 pub mod score;
 pub mod sde;
-mod simd;
 pub mod train;
 pub mod tweedie;
 
@@ -126,7 +129,7 @@ pub use rand;
 pub use rand_pcg;
 
 pub use error::{Error, Result};
-pub use float::Real;
+pub use num::Real;
 pub use sample::{Run, Sampler};
 pub use schedule::Schedule;
 pub use score::{ScoreFn, ScoreModel};
@@ -139,9 +142,9 @@ pub mod prelude {
         MixtureClassifier,
     };
     pub use crate::error::{Error, Result};
-    pub use crate::float::Real;
     pub use crate::gmm::{AnalyticScore, GaussianMixture, MixtureSpec, problems};
     pub use crate::grid::{GridKind, TimeGrid};
+    pub use crate::num::Real;
     pub use crate::observe::{FiniteCheck, Observer, Trajectory};
     pub use crate::sample::{Run, Sampler};
     pub use crate::schedule::{DiscreteVp, Edm, Schedule, SubVp, Ve, VpCosine, VpLinear};
@@ -155,6 +158,11 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../docs/guide.md")]
 pub struct GuideDoctests;
+
+/// docs/scaling.md's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/scaling.md")]
+pub struct ScalingDoctests;
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -38,8 +38,8 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
 use crate::gmm::GaussianMixture;
+use crate::num::Real;
 use crate::schedule::Schedule;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::SeedableRng;

@@ -24,7 +24,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
 /// A hook called after every sampler step.
@@ -39,6 +39,13 @@ pub trait Observer<F: Real> {
         let _ = (step, t, x);
         Ok(())
     }
+
+    /// Whether [`Observer::constrain`] may change the state (the default: no). A sampler
+    /// that caches a function of the state from one step to the next (an FSAL stage)
+    /// recomputes it after each step when this is true.
+    fn constrains(&self) -> bool {
+        false
+    }
 }
 
 impl<F: Real, O: Observer<F> + ?Sized> Observer<F> for &mut O {
@@ -48,6 +55,9 @@ impl<F: Real, O: Observer<F> + ?Sized> Observer<F> for &mut O {
     fn constrain(&mut self, step: usize, t: F, x: ArrayViewMut2<F>) -> Result<()> {
         (**self).constrain(step, t, x)
     }
+    fn constrains(&self) -> bool {
+        (**self).constrains()
+    }
 }
 impl<F: Real, O: Observer<F> + ?Sized> Observer<F> for Box<O> {
     fn observe(&mut self, step: usize, t: F, x: ArrayView2<F>) -> Result<()> {
@@ -55,6 +65,9 @@ impl<F: Real, O: Observer<F> + ?Sized> Observer<F> for Box<O> {
     }
     fn constrain(&mut self, step: usize, t: F, x: ArrayViewMut2<F>) -> Result<()> {
         (**self).constrain(step, t, x)
+    }
+    fn constrains(&self) -> bool {
+        (**self).constrains()
     }
 }
 
@@ -119,6 +132,9 @@ impl<F: Real, A: Observer<F>, B: Observer<F>> Observer<F> for Chain<A, B> {
     fn constrain(&mut self, step: usize, t: F, mut x: ArrayViewMut2<F>) -> Result<()> {
         self.0.constrain(step, t, x.view_mut())?;
         self.1.constrain(step, t, x)
+    }
+    fn constrains(&self) -> bool {
+        self.0.constrains() || self.1.constrains()
     }
 }
 

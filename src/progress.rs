@@ -30,7 +30,7 @@
 //! ```
 
 use crate::error::Result;
-use crate::float::Real;
+use crate::num::Real;
 use crate::observe::Observer;
 use crate::score::ScoreModel;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};

@@ -22,7 +22,7 @@
 //! exist and [`invert_decreasing`], a bracketing bisection, otherwise.
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use std::fmt::Debug;
 
 /// The noise path of a linear forward SDE: `x_t = α(t) x_0 + σ(t) z`.
@@ -85,19 +85,65 @@ pub trait Schedule<F: Real>: Send + Sync + Debug {
     fn noise_level(&self, t: F) -> F {
         self.sigma(t) / self.alpha(t)
     }
-    /// Check that `t` lies in [`Schedule::t_range`] (with a relative slack of a few ulps,
+    /// Check that `t` lies in [`Schedule::t_range`] (with the slack of [`check_time`],
     /// never below 0).
     fn check_t(&self, t: F) -> Result<()> {
-        let (lo, hi) = self.t_range();
-        let slack = F::lit(8.0) * F::EPS * hi.abs().max(F::one());
-        if !t.is_finite() || t < F::zero() || t < lo - slack || t > hi + slack {
-            return Err(Error::TimeOutOfRange {
-                t: t.as_f64(),
-                min: lo.as_f64(),
-                max: hi.as_f64(),
-            });
-        }
-        Ok(())
+        check_time(t, self.t_range())
+    }
+    /// The exact transition of the linear SDE from time `s` to a later time `t ≥ s`:
+    /// `x_t | x_s ~ N(a x_s, v I)` with `a = α_t/α_s` and `v = σ_t² − a² σ_s²`
+    /// (Kingma et al. 2021, eq. 33), written `(σ_t − a σ_s)(σ_t + a σ_s)` and clamped at 0
+    /// against rounding. Returns `(a, v)`.
+    ///
+    /// The one source of the transition: [`LinearSde::transition`](crate::sde::LinearSde::transition),
+    /// its `discretize`, the reverse-diffusion and ancestral predictors and the Langevin
+    /// corrector's `α_i` all call it. Defined for `s ≤ t` (debug-asserted); for `s > t` the
+    /// formula is not a transition.
+    fn transition(&self, s: F, t: F) -> (F, F) {
+        debug_assert!(
+            s.partial_cmp(&t) != Some(std::cmp::Ordering::Greater),
+            "transition from s = {s} to an earlier t = {t}"
+        );
+        let a = self.alpha(t) / self.alpha(s);
+        let (ss, st) = (self.sigma(s), self.sigma(t));
+        let v = (st - a * ss) * (st + a * ss);
+        (a, v.max(F::zero()))
+    }
+}
+
+/// Check that `t` lies in `[lo, hi]`, with a relative slack of a few ulps
+/// (`8 ε max(|hi|, 1)`) so that grid end points computed in floating point pass: the one
+/// time-range tolerance of the crate (schedules, grids, SDE spans). Times are never
+/// negative: the slack does not reach below 0.
+pub fn check_time<F: Real>(t: F, (lo, hi): (F, F)) -> Result<()> {
+    let slack = F::lit(8.0) * F::EPS * hi.abs().max(F::one());
+    if !t.is_finite() || t < F::zero() || t < lo - slack || t > hi + slack {
+        return Err(Error::TimeOutOfRange {
+            t: t.as_f64(),
+            min: lo.as_f64(),
+            max: hi.as_f64(),
+        });
+    }
+    Ok(())
+}
+
+/// Variance-preserving schedules (`α² + σ² = 1`) written from `log α` without
+/// cancellation near `α = 1` (Kingma et al. 2021, App. D; one copy for every VP
+/// schedule: linear, cosine, discrete).
+mod vp {
+    use super::softplus;
+    use crate::num::Real;
+    /// `σ = √(1 − α²) = √(−expm1(2 log α))`.
+    pub(super) fn sigma<F: Real>(log_alpha: F) -> F {
+        (-(F::lit(2.0) * log_alpha).exp_m1()).sqrt()
+    }
+    /// `λ = log α − ½ log(1 − α²)`.
+    pub(super) fn log_snr<F: Real>(log_alpha: F) -> F {
+        log_alpha - F::lit(0.5) * (-(F::lit(2.0) * log_alpha).exp_m1()).ln()
+    }
+    /// The inverse: `α² = sigmoid(2λ)`, so `log α = −½ softplus(−2λ)`.
+    pub(super) fn log_alpha_of_log_snr<F: Real>(lambda: F) -> F {
+        -F::lit(0.5) * softplus(-F::lit(2.0) * lambda)
     }
 }
 
@@ -112,6 +158,7 @@ macro_rules! forward_schedule {
             fn log_snr(&self, t: F) -> F { (**self).log_snr(t) }
             fn t_of_log_snr(&self, lambda: F) -> Result<F> { (**self).t_of_log_snr(lambda) }
             fn noise_level(&self, t: F) -> F { (**self).noise_level(t) }
+            fn transition(&self, s: F, t: F) -> (F, F) { (**self).transition(s, t) }
         }
     )*};
 }
@@ -397,8 +444,7 @@ impl<F: Real> Schedule<F> for VpLinear<F> {
         self.log_alpha(t).exp()
     }
     fn sigma(&self, t: F) -> F {
-        // 1 − α² = −expm1(2 log α): no cancellation for small t.
-        (-(F::lit(2.0) * self.log_alpha(t)).exp_m1()).sqrt()
+        vp::sigma(self.log_alpha(t))
     }
     fn f(&self, t: F) -> F {
         -F::lit(0.5) * self.beta(t)
@@ -410,17 +456,15 @@ impl<F: Real> Schedule<F> for VpLinear<F> {
         (self.t_min, self.t_max)
     }
     fn log_snr(&self, t: F) -> F {
-        let la = self.log_alpha(t);
-        la - F::lit(0.5) * (-(F::lit(2.0) * la).exp_m1()).ln()
+        vp::log_snr(self.log_alpha(t))
     }
     fn t_of_log_snr(&self, lambda: F) -> Result<F> {
         if !lambda.is_finite() {
             return Err(Error::param("log_snr", lambda.as_f64(), "must be finite"));
         }
-        // α² = sigmoid(2λ)  ⇒  −2 log α = softplus(−2λ).
         finite_time(
             lambda,
-            self.t_of_neg2_log_alpha(softplus(-F::lit(2.0) * lambda)),
+            self.t_of_neg2_log_alpha(-F::lit(2.0) * vp::log_alpha_of_log_snr(lambda)),
         )
     }
 }
@@ -518,7 +562,7 @@ impl<F: Real> Schedule<F> for VpCosine<F> {
         self.log_alpha(t).exp()
     }
     fn sigma(&self, t: F) -> F {
-        (-(F::lit(2.0) * self.log_alpha(t)).exp_m1()).sqrt()
+        vp::sigma(self.log_alpha(t))
     }
     fn f(&self, t: F) -> F {
         -self.theta(t).tan() * F::lit(std::f64::consts::FRAC_PI_2) / (F::one() + self.s)
@@ -530,14 +574,13 @@ impl<F: Real> Schedule<F> for VpCosine<F> {
         (self.t_min, self.t_max)
     }
     fn log_snr(&self, t: F) -> F {
-        let la = self.log_alpha(t);
-        la - F::lit(0.5) * (-(F::lit(2.0) * la).exp_m1()).ln()
+        vp::log_snr(self.log_alpha(t))
     }
     fn t_of_log_snr(&self, lambda: F) -> Result<F> {
         if !lambda.is_finite() {
             return Err(Error::param("log_snr", lambda.as_f64(), "must be finite"));
         }
-        let log_alpha = -F::lit(0.5) * softplus(-F::lit(2.0) * lambda);
+        let log_alpha = vp::log_alpha_of_log_snr(lambda);
         let c = (log_alpha + self.theta(F::zero()).cos().ln()).exp();
         let theta = c.min(F::one()).acos();
         finite_time(
@@ -912,7 +955,7 @@ impl<F: Real> Schedule<F> for DiscreteVp<F> {
         self.log_alpha_at(t).exp()
     }
     fn sigma(&self, t: F) -> F {
-        (-(F::lit(2.0) * self.log_alpha_at(t)).exp_m1()).sqrt()
+        vp::sigma(self.log_alpha_at(t))
     }
     fn f(&self, t: F) -> F {
         let (k, nf) = self.segment(t);
@@ -925,7 +968,6 @@ impl<F: Real> Schedule<F> for DiscreteVp<F> {
         (F::one() / F::from_usize_lossy(self.len()), F::one())
     }
     fn log_snr(&self, t: F) -> F {
-        let la = self.log_alpha_at(t);
-        la - F::lit(0.5) * (-(F::lit(2.0) * la).exp_m1()).ln()
+        vp::log_snr(self.log_alpha_at(t))
     }
 }

@@ -12,7 +12,7 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::schedule::Schedule;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip, s};
 use std::fmt;
@@ -295,6 +295,13 @@ pub fn to_score_inplace<F: Real>(
     }
 }
 
+/// Tweedie's formula at one coordinate, `x̂₀ = (x + σ² s)/α` with `s2 = σ²`, `ia = 1/α`
+/// (Efron 2011; Song et al. 2021, App. G): the crate's one copy of it.
+#[inline(always)]
+pub(crate) fn tweedie<F: Real>(x: F, s: F, s2: F, ia: F) -> F {
+    (x + s2 * s) * ia
+}
+
 /// Convert a score `s` at `(x, α, σ)` to the prediction `kind`, in place (the inverse of
 /// [`to_score_inplace`]): `ε = −σ s`, `x̂₀ = (x + σ² s)/α` (Tweedie), `v = α ε − σ x̂₀`.
 ///
@@ -321,13 +328,13 @@ pub fn from_score_inplace<F: Real>(
             let (s2, ia) = (sigma * sigma, F::one() / alpha);
             Zip::from(&mut s)
                 .and(&x)
-                .for_each(|v, &x| *v = (x + s2 * *v) * ia);
+                .for_each(|v, &x| *v = tweedie(x, *v, s2, ia));
         }
         Parameterization::Velocity => {
             let (s2, ia) = (sigma * sigma, F::one() / alpha);
             Zip::from(&mut s).and(&x).for_each(|v, &x| {
                 let eps = -sigma * *v;
-                let x0 = (x + s2 * *v) * ia;
+                let x0 = tweedie(x, *v, s2, ia);
                 *v = alpha * eps - sigma * x0;
             });
         }
@@ -463,5 +470,43 @@ impl<F: Real, N: Network<F>, S: Schedule<F>> ScoreModel<F> for Parameterized<N, 
     }
     fn dim(&self) -> Option<usize> {
         self.net.dim()
+    }
+}
+
+/// A log-density `log π(x)` (up to an additive constant) for batches, rows are samples:
+/// the target of a Metropolis test ([`Mala`](crate::sample::Mala)).
+///
+/// ```
+/// use score_sde::score::LogDensity;
+/// use score_sde::gmm::GaussianMixture;
+/// use ndarray::{array, Array1, Array2};
+/// let g = GaussianMixture::<f64>::gaussian(array![0.0, 0.0], Array2::eye(2)).unwrap();
+/// let mut out = Array1::zeros(1);
+/// g.log_density(array![[0.0, 0.0]].view(), out.view_mut()).unwrap();
+/// assert!((out[0] + (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
+/// ```
+pub trait LogDensity<F: Real>: Send + Sync + fmt::Debug {
+    /// Write `log π(x)` of each row of `x` into `out`.
+    fn log_density(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()>;
+    /// The dimension, if fixed.
+    fn dim(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl<F: Real, L: LogDensity<F> + ?Sized> LogDensity<F> for &L {
+    fn log_density(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()> {
+        (**self).log_density(x, out)
+    }
+    fn dim(&self) -> Option<usize> {
+        (**self).dim()
+    }
+}
+impl<F: Real, L: LogDensity<F> + ?Sized> LogDensity<F> for std::sync::Arc<L> {
+    fn log_density(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()> {
+        (**self).log_density(x, out)
+    }
+    fn dim(&self) -> Option<usize> {
+        (**self).dim()
     }
 }

@@ -18,13 +18,15 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
-use crate::par::zip_update;
+use crate::num::Real;
+use crate::num::RowNoise;
+use crate::num::par::zip_update;
 use crate::schedule::{Edm, Schedule, SubVp, Ve, VpLinear};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 use rand::RngCore;
 use std::fmt::Debug;
 use std::marker::PhantomData;
+use std::ops::Range;
 
 /// A forward (noising) SDE `dx = f(x, t) dt + g(t) dw` on `R^D`, `t ∈ [t_min, T]`.
 ///
@@ -38,18 +40,62 @@ pub trait ForwardSde<F: Real>: Send + Sync + Debug {
     fn t_range(&self) -> (F, F);
     /// Draw `n` samples of the prior `p_T` in `dim` dimensions.
     fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>>;
+    /// Rows `rows` of a prior batch drawn from `seed`: row `i` equals row `rows.start + i` of
+    /// the batch of `rows.end` rows, whatever the range — what a run split over processes
+    /// needs ([`RunSpec`](crate::sample::RunSpec)). [`LinearSde`] draws each row from its
+    /// own stream ([`RowNoise::for_rows`]), at the cost of the rows asked for. The default
+    /// draws rows `0..rows.end` with [`ForwardSde::sample_prior`] from a generator seeded
+    /// with `seed` and keeps the range: correct for any prior, but its cost grows with
+    /// `rows.end` — override it for large runs.
+    fn sample_prior_rows(&self, seed: u64, rows: Range<usize>, dim: usize) -> Result<Array2<F>> {
+        use rand::SeedableRng;
+        if rows.start >= rows.end {
+            return Err(Error::Empty {
+                what: "prior rows (empty range)",
+            });
+        }
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+        let all = self.sample_prior(rows.end, dim, &mut rng)?;
+        Ok(all.slice_move(ndarray::s![rows, ..]))
+    }
     /// Write the prior log-density `log p_T(x)` of each row into `out`.
     fn prior_log_prob(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()>;
     /// The forward step from `t − dt` to `t` as score_sde's `SDE.discretize`:
     /// writes `f_i(x)` (the drift increment) into `f_out` and returns `G_i`, so that
-    /// `x_t ≈ x_{t−dt} + f_i + G_i z`. The reverse-diffusion predictor runs it backwards:
-    /// `x ← x − f_i + G_i² s + G_i z` (Song et al. 2021, eq. 46).
+    /// `x_t ≈ x_{t−dt} + f_i + G_i z`. The reverse-diffusion predictor
+    /// ([`ReverseDiffusion`](crate::sample::ReverseDiffusion)) runs it backwards:
+    /// `x ← x − f_i + G_i² s + G_i z` (Song et al. 2021, eq. 46). It calls this method for
+    /// every SDE without a [`linear_schedule`](ForwardSde::linear_schedule); for a linear SDE
+    /// it uses the exact transition of the schedule, which is what [`LinearSde`]'s
+    /// `discretize` returns, fused into its update.
     ///
     /// The default is Euler–Maruyama: `f_i = f(x, t) dt`, `G_i = g(t) √dt`.
     fn discretize(&self, x: ArrayView2<F>, t: F, dt: F, mut f_out: ArrayViewMut2<F>) -> Result<F> {
         self.drift(x, t, f_out.view_mut())?;
         f_out.mapv_inplace(|v| v * dt);
         Ok(self.diffusion(t) * dt.sqrt())
+    }
+    /// The schedule `α(t)`, `σ(t)` of the marginals when the drift is linear,
+    /// `f(x, t) = f(t) x` with `f = d log α/dt` and `g² = dσ²/dt − 2 f σ²` (the SDE is then a
+    /// [`MarginalSde`]); `None` (the default) for any other drift. Samplers use it for exact
+    /// transitions, fused updates and Tweedie denoising; without it they call
+    /// [`drift`](ForwardSde::drift), [`diffusion`](ForwardSde::diffusion) and
+    /// [`discretize`](ForwardSde::discretize). An implementation of [`MarginalSde`] should
+    /// return `Some(self.schedule())` here.
+    fn linear_schedule(&self) -> Option<&dyn Schedule<F>> {
+        None
+    }
+    /// The divergence `∇ₓ · f(x, t)` of the drift per row, if the SDE knows it (the
+    /// likelihood needs it: `d log p_t/dt = −∇ · (f − ½ g² s)`). `None` (the default) makes
+    /// the likelihood estimate it with its divergence method. Linear SDEs return `D f(t)`.
+    fn drift_divergence(
+        &self,
+        x: ArrayView2<F>,
+        t: F,
+        out: ArrayViewMut1<F>,
+    ) -> Option<Result<()>> {
+        let _ = (x, t, out);
+        None
     }
 }
 
@@ -60,10 +106,12 @@ pub trait ForwardSde<F: Real>: Send + Sync + Debug {
 ///
 /// Implementing it promises that the SDE is the linear one of [`schedule`](Self::schedule):
 /// drift `f(t) x` with `f = d log α/dt` and `g(t)² = dσ²/dt − 2 f σ²` (Song et al. 2021,
-/// App. B; Kingma et al. 2021). The predictor–corrector samplers rely on that promise and compute the drift
-/// and the reverse-diffusion discretisation from the schedule, fused into their update loops;
-/// a non-linear drift belongs in a plain [`ForwardSde`] (integrated by the probability-flow
-/// ODE's right-hand side, which calls [`ForwardSde::drift`]).
+/// App. B; Kingma et al. 2021); return the same schedule from
+/// [`ForwardSde::linear_schedule`], through which the samplers that take any `ForwardSde`
+/// (predictor–corrector, probability flow, likelihood) find their exact-transition fast
+/// paths. A non-linear drift belongs in a plain [`ForwardSde`]: the reverse-time SDE, the
+/// probability-flow ODE and the likelihood call its [`drift`](ForwardSde::drift),
+/// [`diffusion`](ForwardSde::diffusion) and [`discretize`](ForwardSde::discretize).
 pub trait MarginalSde<F: Real>: ForwardSde<F> {
     /// The schedule `α(t)`, `σ(t)` of the marginals.
     fn schedule(&self) -> &dyn Schedule<F>;
@@ -78,8 +126,11 @@ macro_rules! forward_sde_ptr {
             fn diffusion(&self, t: F) -> F { (**self).diffusion(t) }
             fn t_range(&self) -> (F, F) { (**self).t_range() }
             fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> { (**self).sample_prior(n, dim, rng) }
+            fn sample_prior_rows(&self, seed: u64, rows: Range<usize>, dim: usize) -> Result<Array2<F>> { (**self).sample_prior_rows(seed, rows, dim) }
             fn prior_log_prob(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()> { (**self).prior_log_prob(x, out) }
             fn discretize(&self, x: ArrayView2<F>, t: F, dt: F, f_out: ArrayViewMut2<F>) -> Result<F> { (**self).discretize(x, t, dt, f_out) }
+            fn linear_schedule(&self) -> Option<&dyn Schedule<F>> { (**self).linear_schedule() }
+            fn drift_divergence(&self, x: ArrayView2<F>, t: F, out: ArrayViewMut1<F>) -> Option<Result<()>> { (**self).drift_divergence(x, t, out) }
         }
         impl<F: Real, S: MarginalSde<F> + ?Sized> MarginalSde<F> for $ty {
             fn schedule(&self) -> &dyn Schedule<F> { (**self).schedule() }
@@ -157,12 +208,11 @@ impl<F: Real, S: Schedule<F>> LinearSde<F, S> {
     }
     /// The exact transition from time `s` to a later time `t ≥ s`:
     /// `x_t | x_s ~ N(a x_s, v I)` with `a = α_t/α_s`, `v = σ_t² − a² σ_s²`
-    /// (Kingma et al. 2021, eq. 33). Returns `(a, √v)`.
+    /// ([`Schedule::transition`], Kingma et al. 2021, eq. 33). Returns `(a, √v)`.
+    /// Defined for `s ≤ t` (debug-asserted).
     pub fn transition(&self, s: F, t: F) -> (F, F) {
-        let a = self.schedule.alpha(t) / self.schedule.alpha(s);
-        let (ss, st) = (self.schedule.sigma(s), self.schedule.sigma(t));
-        let v = (st - a * ss) * (st + a * ss);
-        (a, v.max(F::zero()).sqrt())
+        let (a, v) = self.schedule.transition(s, t);
+        (a, v.sqrt())
     }
     /// Draw `x_t = α(t) x_0 + σ(t) z` for every row of `x0`; returns `(x_t, z)`.
     pub fn perturb(
@@ -290,11 +340,11 @@ impl<F: Real> EdmSde<F> {
 }
 
 /// Fill a view with N(0, 1) draws: one `u64` from `rng` seeds per-row streams
-/// ([`RowNoise`](crate::sample::RowNoise)), so row `r` of a prior sample or of a
+/// ([`RowNoise`](crate::num::RowNoise)), so row `r` of a prior sample or of a
 /// perturbation depends only on that draw and on `r` — not on the batch size — and the
 /// draws take the vectorised row-stream path rather than one virtual call per number.
 pub(crate) fn fill_normal<F: Real>(z: ArrayViewMut2<F>, rng: &mut dyn RngCore) {
-    crate::sample::RowNoise::from_rng(rng, z.nrows()).fill(z);
+    RowNoise::from_rng(rng, z.nrows()).fill(z);
 }
 
 impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
@@ -312,18 +362,20 @@ impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
         self.schedule.t_range()
     }
     fn sample_prior(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
-        if n == 0 || dim == 0 {
-            return Err(Error::Empty {
-                what: "prior batch (n or dim is 0)",
-            });
-        }
-        let mut z = Array2::<F>::zeros((n, dim));
-        fill_normal(z.view_mut(), rng);
+        self.sample_prior_rows(rng.next_u64(), 0..n, dim)
+    }
+    /// `s z` with `z` from the row streams of rows `rows` of `seed`.
+    fn sample_prior_rows(&self, seed: u64, rows: Range<usize>, dim: usize) -> Result<Array2<F>> {
+        let n = rows.end.saturating_sub(rows.start);
+        let mut z = check::zeros_batch::<F>("prior batch (n × dim)", n, dim)?;
+        RowNoise::for_rows(seed, rows.start, n).fill(z.view_mut());
         z.mapv_inplace(|v| v * self.prior_std);
         Ok(z)
     }
+    /// `log N(x; 0, s² I)` per row; a non-finite `x` is an error (not a NaN in `out`).
     fn prior_log_prob(&self, x: ArrayView2<F>, mut out: ArrayViewMut1<F>) -> Result<()> {
         check::same_shape("prior log-density output", &[x.nrows()], out.shape())?;
+        check::finite("prior log-density input", &x)?;
         let d = F::from_usize_lossy(x.ncols());
         let s2 = self.prior_std * self.prior_std;
         let c = -F::lit(0.5) * d * (F::lit(2.0 * std::f64::consts::PI) * s2).ln();
@@ -344,6 +396,21 @@ impl<F: Real, S: Schedule<F>> ForwardSde<F> for LinearSde<F, S> {
         let n = x.len();
         zip_update!(n, Zip::from(&mut f_out).and(&x), |o, &x| *o = am1 * x);
         Ok(g)
+    }
+    fn linear_schedule(&self) -> Option<&dyn Schedule<F>> {
+        Some(&self.schedule)
+    }
+    fn drift_divergence(
+        &self,
+        x: ArrayView2<F>,
+        t: F,
+        mut out: ArrayViewMut1<F>,
+    ) -> Option<Result<()>> {
+        if let Err(e) = check::same_shape("drift divergence output", &[x.nrows()], out.shape()) {
+            return Some(Err(e));
+        }
+        out.fill(F::from_usize_lossy(x.ncols()) * self.schedule.f(t));
+        Some(Ok(()))
     }
 }
 

@@ -16,7 +16,7 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::score::Parameterization;
 use crate::sde::MarginalSde;
 use ndarray::{Array1, Array2, ArrayView2, Zip};

@@ -17,17 +17,28 @@
 //! ```
 
 use crate::error::Result;
-use crate::float::Real;
+use crate::num::Real;
 use crate::schedule::Schedule;
-use crate::score::ScoreModel;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
+use crate::score::{Parameterization, ScoreModel, from_score_inplace};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 /// Overwrite `score` with `(x + σ² score)/α`, the posterior mean given the score.
-pub fn tweedie_inplace<F: Real>(x: ArrayView2<F>, alpha: F, sigma: F, mut score: ArrayViewMut2<F>) {
-    let (s2, ia) = (sigma * sigma, F::one() / alpha);
-    Zip::from(&mut score)
-        .and(&x)
-        .for_each(|s, &x| *s = (x + s2 * *s) * ia);
+pub fn tweedie_inplace<F: Real>(x: ArrayView2<F>, alpha: F, sigma: F, score: ArrayViewMut2<F>) {
+    from_score_inplace(Parameterization::Data, x, alpha, sigma, score);
+}
+
+/// `out = x̂₀(x, t) = (x + σ(t)² s(x, t))/α(t)`: one score call into `out`, then Tweedie's
+/// formula in place (the data prediction of DDIM, DPM-Solver++ and the EDM samplers).
+pub fn denoise_into<F: Real>(
+    model: &dyn ScoreModel<F>,
+    schedule: &dyn Schedule<F>,
+    x: ArrayView2<F>,
+    t: F,
+    mut out: ArrayViewMut2<F>,
+) -> Result<()> {
+    model.score(x, t, out.view_mut())?;
+    tweedie_inplace(x, schedule.alpha(t), schedule.sigma(t), out);
+    Ok(())
 }
 
 /// Denoise `x` observed at time `t`: `x̂_0 = (x + σ(t)² s(x, t)) / α(t)` — one score call.

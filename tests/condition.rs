@@ -1,7 +1,8 @@
 //! Conditioning against exact answers: guidance, imputation, linear-Gaussian posteriors.
 
+mod common;
+use common::{max_abs, rng};
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, array, s};
-use rand::SeedableRng;
 use score_sde::condition::{
     ClassifierFree, ClassifierGuidance, FinalStep, Imputation, LinearGaussian, MixtureClassifier,
     WithClass,
@@ -9,11 +10,7 @@ use score_sde::condition::{
 use score_sde::metrics::sample_covariance;
 use score_sde::observe::{NoObserver, Observer};
 use score_sde::prelude::*;
-use score_sde::sample::{Pc, Predictor};
-
-fn rng(seed: u64) -> rand_pcg::Pcg64 {
-    rand_pcg::Pcg64::seed_from_u64(seed)
-}
+use score_sde::sample::{Pc, PredictorKind};
 
 /// The library's reverse-SDE Euler–Maruyama sampler (PC with no corrector, Song et al. 2021,
 /// eq. 6 discretised on a uniform grid from `T` to `t_min`; the last step adds no noise),
@@ -32,7 +29,8 @@ fn reverse_em(
     let grid = TimeGrid::uniform(sde.schedule(), steps).unwrap();
     let pc = Pc::new(sde.clone(), grid)
         .unwrap()
-        .predictor(Predictor::EulerMaruyama);
+        .predictor(PredictorKind::EulerMaruyama)
+        .unwrap();
     let mut r = rng(seed);
     let x = pc.initial_state(n, dim, &mut r).unwrap();
     pc.run_with(model, x, &mut r, observer).unwrap().samples
@@ -40,10 +38,6 @@ fn reverse_em(
 
 fn mean_of(x: ArrayView2<f64>) -> Array1<f64> {
     x.mean_axis(Axis(0)).unwrap()
-}
-
-fn max_abs(a: &Array2<f64>) -> f64 {
-    a.iter().fold(0.0_f64, |m, v| m.max(v.abs()))
 }
 
 // ------------------------------------------------------------------ classifier guidance
@@ -892,7 +886,8 @@ fn inpainting_a_gaussian_is_exact_for_independent_coordinates_and_shrinks_correl
 #[test]
 fn imputation_works_through_every_library_sampler_that_applies_constraints() {
     use score_sde::sample::{
-        Ddim, DpmSolverPp, EdmHeun, EulerAncestral, FixedMethod, Pc, Predictor, ProbabilityFlow,
+        Ddim, Dopri5, DpmSolverPp, EdmHeun, EulerAncestral, FixedMethod, Pc, PredictorKind,
+        ProbabilityFlow,
     };
     let vp = VpLinear::<f64>::default();
     let sde = VpSde::<f64>::default();
@@ -901,17 +896,25 @@ fn imputation_works_through_every_library_sampler_that_applies_constraints() {
     let grid = TimeGrid::uniform(sde.schedule(), 60).unwrap();
     let y = 2.5;
     let (exact, _) = ring.condition(&[1], array![y].view()).unwrap();
-    let pc = |p| Pc::new(sde.clone(), grid.clone()).unwrap().predictor(p);
+    let pc = |p| {
+        Pc::new(sde.clone(), grid.clone())
+            .unwrap()
+            .predictor(p)
+            .unwrap()
+    };
     let samplers: Vec<(&str, Box<dyn Sampler<f64>>)> = vec![
-        ("PC Euler–Maruyama", Box::new(pc(Predictor::EulerMaruyama))),
+        (
+            "PC Euler–Maruyama",
+            Box::new(pc(PredictorKind::EulerMaruyama)),
+        ),
         (
             "PC reverse diffusion",
-            Box::new(pc(Predictor::ReverseDiffusion)),
+            Box::new(pc(PredictorKind::ReverseDiffusion)),
         ),
-        ("PC ancestral", Box::new(pc(Predictor::Ancestral))),
+        ("PC ancestral", Box::new(pc(PredictorKind::Ancestral))),
         (
             "PC + Langevin corrector",
-            Box::new(pc(Predictor::ReverseDiffusion).snr(0.16).unwrap()),
+            Box::new(pc(PredictorKind::ReverseDiffusion).snr(0.16).unwrap()),
         ),
         (
             "DDIM",
@@ -929,18 +932,26 @@ fn imputation_works_through_every_library_sampler_that_applies_constraints() {
             "Euler ancestral",
             Box::new(EulerAncestral::new(sde.clone(), grid.clone()).unwrap()),
         ),
+        (
+            "PF-ODE Heun",
+            Box::new(ProbabilityFlow::fixed(sde.clone(), FixedMethod::Heun, grid.clone()).unwrap()),
+        ),
+        (
+            "PF-ODE Dormand–Prince",
+            Box::new(ProbabilityFlow::adaptive(
+                sde.clone(),
+                Dopri5::new(1e-4, 1e-4).unwrap(),
+            )),
+        ),
     ];
     for (name, s) in &samplers {
         let mut imp = Imputation::new(vp, &[false, true], array![f64::NAN, y].view(), 1).unwrap();
         let mut r = rng(0);
         let x0 = s.initial_state(400, 2, &mut r).unwrap();
         let run = s.run_with(&model, x0, &mut r, &mut imp).unwrap();
-        // Clean final step: the observed coordinate is y — exactly, except that the EDM
-        // samplers carry the state as x/α and multiply back (one rounding each way).
-        assert!(
-            run.samples.column(1).iter().all(|&v| (v - y).abs() < 1e-14),
-            "{name}"
-        );
+        // Clean final step: the observed coordinate is y exactly (the driver applies the
+        // constraint after the last step, and nothing touches the state after it).
+        assert!(run.samples.column(1).iter().all(|&v| v == y), "{name}");
         // The free coordinate lands on the two modes x₀ ≈ ±2.83 of the exact conditional
         // (weights ½, ½) for most samples: the replacement bias puts ≈ 10 % at x₀ ≈ 0
         // (component 2, docs/conditioning.md); ≥ 75 % on the modes allows for it.
@@ -951,13 +962,16 @@ fn imputation_works_through_every_library_sampler_that_applies_constraints() {
         println!("{name}: fraction on the exact modes {on:.3}");
         assert!(on >= 0.75, "{name}: {on}");
     }
-    // The PF-ODE solvers call only `observe`: the imputation stops them loudly.
-    let ode = ProbabilityFlow::fixed(sde.clone(), FixedMethod::Heun, grid.clone()).unwrap();
+    // A bare ODE integration calls only `observe`: the imputation stops it loudly.
+    let ode = score_sde::ode::Dopri5::<f64>::new(1e-4, 1e-4).unwrap();
     let mut imp = Imputation::new(vp, &[false, true], array![f64::NAN, y].view(), 1).unwrap();
-    let mut r = rng(0);
-    let x0 = ode.initial_state(10, 2, &mut r).unwrap();
+    let mut rhs = |_t: f64, x: ndarray::ArrayView2<f64>, mut out: ndarray::ArrayViewMut2<f64>| {
+        out.assign(&(-&x));
+        Ok(())
+    };
+    let mut x0 = Array2::<f64>::ones((3, 2));
     assert!(matches!(
-        ode.run_with(&model, x0, &mut r, &mut imp),
+        ode.solve(&mut rhs, 0.0, 1.0, &mut x0, &mut imp),
         Err(Error::Stopped { step: 1, .. })
     ));
 }

@@ -29,9 +29,9 @@
 //! log-density carries `≲ d ε (|log p| + Mahalanobis²)` and its score
 //! `≲ d ε (1 + Mahalanobis²)(|s| + spread of component scores)`; we allow 64× that.
 
+mod common;
 use ndarray::{Array1, Array2, Array3, ArrayView1, Axis, array, s};
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64;
@@ -343,11 +343,7 @@ fn check_log_p(what: &str, ev: &Eval, value: f64) -> Result<(), TestCaseError> {
 /// or change the seed to explore further; failures found that way are kept in the
 /// `.proptest-regressions` file next to this one).
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 64,
-        rng_seed: RngSeed::Fixed(0x6a55_1a4e),
-        ..ProptestConfig::default()
-    }
+    common::proptest_config(64, 0x6a55_1a4e)
 }
 
 proptest! {

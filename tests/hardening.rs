@@ -407,6 +407,63 @@ fn user_counts_are_checked_not_overflowed() {
     ));
 }
 
+/// Counts of the solver framework's new entry points (merged from main): diffusers'
+/// timesteps (`n + 1` linspace points, `(n − 1 − i)·ratio + steps_offset`) and a run's
+/// split into shards (one `RunSpec` per part) — checked or computed without overflow, and
+/// `part` computes its shard without building the other `parts − 1`.
+#[test]
+fn timestep_and_shard_counts_are_checked_not_overflowed() {
+    use score_sde::grid::{DiffusersFamily, DiffusersTimesteps, TimestepSpacing};
+    use score_sde::sample::RunSpec;
+    // steps = N = usize::MAX: n + 1 overflowed (a panic in debug builds).
+    let r = DiffusersTimesteps::new(DiffusersFamily::Multistep, usize::MAX)
+        .num_train_timesteps(usize::MAX)
+        .timesteps();
+    assert!(matches!(r, Err(Error::TooLarge { .. })), "{r:?}");
+    // An offset near usize::MAX overflowed the leading spacing's sum.
+    let r = DiffusersTimesteps::new(DiffusersFamily::Ddim, 10)
+        .spacing(TimestepSpacing::Leading)
+        .steps_offset(usize::MAX)
+        .timesteps();
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidParameter {
+                name: "steps_offset",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    // Within range: leading, N = 1000, 10 steps, offset 1: 901, 801, …, 1.
+    let ts = DiffusersTimesteps::new(DiffusersFamily::Ddim, 10)
+        .spacing(TimestepSpacing::Leading)
+        .steps_offset(1)
+        .timesteps()
+        .unwrap();
+    assert_eq!(
+        ts,
+        (0..10)
+            .rev()
+            .map(|i| (100 * i + 1) as f64)
+            .collect::<Vec<_>>()
+    );
+    // 10¹² parts of a run of 10¹²: split is refused before allocating (40 TB of specs);
+    // part(i, parts) is the closed form rows i·q + min(i, r) .. + q + [i < r].
+    let spec = RunSpec::new(7, 1_000_000_000_000).unwrap();
+    let r = spec.split(1_000_000_000_000);
+    assert!(
+        matches!(r, Err(Error::TooLarge { .. })),
+        "{:?}",
+        r.map(|v| v.len())
+    );
+    let p = spec.part(999_999_999_999, 1_000_000_000_000).unwrap();
+    assert_eq!(p.rows, 999_999_999_999..1_000_000_000_000);
+    let p = RunSpec::new(7, 10).unwrap().part(2, 4).unwrap();
+    assert_eq!(p.rows, 6..8); // sizes 3, 3, 2, 2
+    assert!(RunSpec::new(7, 10).unwrap().part(4, 4).is_err());
+}
+
 #[test]
 fn mixture_specs_are_shape_checked_before_allocating() {
     // A long first mean with short covariance lists: K × D × D would be allocated first.

@@ -1,13 +1,10 @@
 //! Likelihood pieces against exact answers: divergence estimators, bits per dimension.
 
+mod common;
+use common::rng;
 use ndarray::{Array1, Array2};
-use rand::SeedableRng;
 use score_sde::likelihood::{DataScaling, Divergence, DivergenceMethod, Probe, bits_per_dim};
 use score_sde::prelude::*;
-
-fn rng(seed: u64) -> rand_pcg::Pcg64 {
-    rand_pcg::Pcg64::seed_from_u64(seed)
-}
 
 fn exact_div(model: &AnalyticScore<f64, VpLinear<f64>>, x: &Array2<f64>, t: f64) -> Array1<f64> {
     let mut d = Array1::zeros(x.nrows());

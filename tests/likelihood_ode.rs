@@ -1,13 +1,10 @@
 //! The probability-flow ODE log-likelihood against the closed-form diffused mixture.
 
+mod common;
+use common::rng;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, concatenate};
-use rand::SeedableRng;
 use score_sde::likelihood::{DivergenceMethod, OdeLikelihood, Probe};
 use score_sde::prelude::*;
-
-fn rng(seed: u64) -> rand_pcg::Pcg64 {
-    rand_pcg::Pcg64::seed_from_u64(seed)
-}
 
 /// Bulk points (exact draws of p_{t₀}) and tail points (bulk points pushed 2.5× further from
 /// the mixture mean, where the density is orders of magnitude lower).

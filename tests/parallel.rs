@@ -7,7 +7,7 @@
 use ndarray::{Array1, Array2};
 use rand::SeedableRng;
 use score_sde::prelude::*;
-use score_sde::sample::{Ddim, DpmSolverPp, Pc, Predictor, StepRule, Ula};
+use score_sde::sample::{Ddim, DpmSolverPp, Pc, PredictorKind, StepRule, Ula};
 
 /// Several full parallel blocks (4096 rows) and a ragged last one.
 const N: usize = 2 * 4096 + 1234;
@@ -94,7 +94,8 @@ fn samplers<F: Real>(steps: usize) -> Vec<(&'static str, Box<dyn Sampler<F>>)> {
             Box::new(
                 Pc::new(sde.clone(), grid())
                     .expect("pc")
-                    .predictor(Predictor::ReverseDiffusion)
+                    .predictor(PredictorKind::ReverseDiffusion)
+                    .unwrap()
                     .snr(0.16)
                     .expect("snr"),
             ),
@@ -104,12 +105,13 @@ fn samplers<F: Real>(steps: usize) -> Vec<(&'static str, Box<dyn Sampler<F>>)> {
             Box::new(
                 Pc::new(sde.clone(), grid())
                     .expect("pc")
-                    .predictor(Predictor::Ancestral)
+                    .predictor(PredictorKind::Ancestral)
+                    .unwrap()
                     .snr(0.1)
                     .expect("snr")
                     .step_rule(StepRule::Sigma)
                     .expect("rule")
-                    .denoise(true),
+                    .denoise_final(true),
             ),
         ),
         (

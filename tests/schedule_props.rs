@@ -8,8 +8,8 @@
 //! Finite differences are central, `D_h φ(t) = (φ(t+h) − φ(t−h)) / 2h`, with error
 //! `h²/6 |φ'''| + (rounding of φ)/h`. Each assertion states both parts.
 
+mod common;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 use score_sde::schedule::{DiscreteVp, Edm, Schedule, SubVp, Ve, VpCosine, VpLinear};
 
 const EPS: f64 = f64::EPSILON;
@@ -120,11 +120,7 @@ fn central(phi: impl Fn(f64) -> f64, t: f64, h: f64) -> (f64, f64) {
 /// or change the seed to explore further; failures found that way are kept in the
 /// `.proptest-regressions` file next to this one).
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 64,
-        rng_seed: RngSeed::Fixed(0x5c4e_d01e),
-        ..ProptestConfig::default()
-    }
+    common::proptest_config(64, 0x5c4e_d01e)
 }
 
 proptest! {

@@ -1,14 +1,12 @@
 //! Parameterisation adapters and user-defined SDEs against closed forms.
 
+mod common;
+use common::rng;
 use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, array};
-use rand::{RngCore, SeedableRng};
+use rand::RngCore;
 use score_sde::prelude::*;
 use score_sde::score::{from_score_inplace, to_score_inplace};
 use std::sync::Arc;
-
-fn rng(seed: u64) -> rand_pcg::Pcg64 {
-    rand_pcg::Pcg64::seed_from_u64(seed)
-}
 
 /// A network that predicts `kind` exactly, by converting the exact mixture score.
 fn exact_network(

@@ -16,15 +16,15 @@
 //! makes them meaningful (a wrong sign, a missing ½ or a factor-2 step error each moves
 //! a metric far outside them — see docs/stochastic.md for the mutations tried).
 
+mod common;
+use common::rng;
 use ndarray::{Array2, Axis, s};
-use rand::SeedableRng;
-use rand_pcg::Pcg64;
 use score_sde::gmm::{AnalyticScore, GaussianMixture, problems};
 use score_sde::grid::TimeGrid;
 use score_sde::metrics::{Reference, Report};
 use score_sde::observe::ObserverFn;
 use score_sde::sample::{
-    AnnealedLangevin, Corrector, LangevinCorrector, Mala, Pc, Predictor, StepRule, Ula,
+    AnnealedLangevin, CorrectorKind, LangevinCorrector, Mala, Pc, PredictorKind, StepRule, Ula,
 };
 use score_sde::schedule::{Edm, Schedule, VpLinear};
 use score_sde::sde::VpSde;
@@ -36,10 +36,6 @@ const T_EPS: f64 = 1e-3;
 const FLOOR_FACTOR: f64 = 2.0;
 /// The gap may deviate this many floor standard deviations from the floor mean.
 const GAP_SDS: f64 = 4.0;
-
-fn rng(seed: u64) -> Pcg64 {
-    Pcg64::seed_from_u64(seed)
-}
 
 /// The largest value of each distance over the floor seeds, and the gap's mean and sd.
 #[derive(Debug, Clone, Copy)]
@@ -177,7 +173,7 @@ fn run_pc(setup: &Setup, pc: &Pc<f64, VpSde<f64>>, seed: u64) -> Array2<f64> {
     let run = pc
         .sample(&setup.model, setup.n, dim, &mut rng(seed))
         .unwrap();
-    assert_eq!(run.nfe, pc.nfe());
+    assert_eq!(Some(run.nfe), pc.nfe());
     run.samples
 }
 
@@ -294,7 +290,10 @@ fn predicted_mean_shift(
 /// One step of a reverse-SDE predictor on a grid (VP, prior N(0, I), no noise on the last
 /// step) for a Gaussian component. Score of a component: `−(x − α_t μ)/v_t`,
 /// `v_t = α_t² λ + σ_t²`.
-fn predictor_step(p: Predictor, times: &[f64]) -> impl Fn(usize, f64, f64) -> (f64, f64, f64) + '_ {
+fn predictor_step(
+    p: PredictorKind,
+    times: &[f64],
+) -> impl Fn(usize, f64, f64) -> (f64, f64, f64) + '_ {
     let vp = VpLinear::<f64>::default();
     let n = times.len() - 1;
     move |i: usize, lam: f64, _mu: f64| {
@@ -306,7 +305,7 @@ fn predictor_step(p: Predictor, times: &[f64]) -> impl Fn(usize, f64, f64) -> (f
         let g2 = vp.sigma(t).powi(2) - a * a * vp.sigma(tn).powi(2);
         let last = i + 1 == n;
         let (m, q, nv) = match p {
-            Predictor::EulerMaruyama => {
+            PredictorKind::EulerMaruyama => {
                 let beta = vp.g2(t);
                 (
                     1.0 + 0.5 * beta * h - beta * h / vt,
@@ -314,7 +313,7 @@ fn predictor_step(p: Predictor, times: &[f64]) -> impl Fn(usize, f64, f64) -> (f
                     beta * h,
                 )
             }
-            Predictor::ReverseDiffusion => (2.0 - a - g2 / vt, g2 * at / vt, g2),
+            PredictorKind::ReverseDiffusion => (2.0 - a - g2 / vt, g2 * at / vt, g2),
             _ => (
                 (1.0 - g2 / vt) / a,
                 g2 * at / (a * vt),
@@ -326,7 +325,7 @@ fn predictor_step(p: Predictor, times: &[f64]) -> impl Fn(usize, f64, f64) -> (f
 }
 
 /// The predicted gap of a reverse-SDE predictor on a grid (see [`predictor_step`]).
-fn predictor_gap(p0: &GaussianMixture<f64>, p: Predictor, times: &[f64]) -> f64 {
+fn predictor_gap(p0: &GaussianMixture<f64>, p: PredictorKind, times: &[f64]) -> f64 {
     let vp = VpLinear::<f64>::default();
     let step = predictor_step(p, times);
     predicted_gap(
@@ -339,7 +338,7 @@ fn predictor_gap(p0: &GaussianMixture<f64>, p: Predictor, times: &[f64]) -> f64 
 }
 
 /// The predicted mean shift of a reverse-SDE predictor on a grid (see [`predictor_step`]).
-fn predictor_mean_shift(p0: &GaussianMixture<f64>, p: Predictor, times: &[f64]) -> f64 {
+fn predictor_mean_shift(p0: &GaussianMixture<f64>, p: PredictorKind, times: &[f64]) -> f64 {
     let vp = VpLinear::<f64>::default();
     let step = predictor_step(p, times);
     predicted_mean_shift(p0, times.len() - 1, &step, 0.0, vp.alpha(T_EPS))
@@ -356,8 +355,8 @@ fn model_slack(setup: &Setup) -> f64 {
 /// Run a PC sampler and check it against p_eps with its predicted discretisation bias.
 fn check_pc(setup: &Setup, sampler: &Pc<f64, VpSde<f64>>, seed: u64, what: &str) -> Report {
     let x = run_pc(setup, sampler, seed);
-    let bias = predictor_gap(&setup.p0, sampler.predictor_kind(), sampler.grid().times());
-    let shift = predictor_mean_shift(&setup.p0, sampler.predictor_kind(), sampler.grid().times());
+    let bias = predictor_gap(&setup.p0, *sampler.method().predictor(), sampler.times());
+    let shift = predictor_mean_shift(&setup.p0, *sampler.method().predictor(), sampler.times());
     let r = setup.reference.evaluate(x.view()).unwrap();
     println!(
         "{} {what}: predicted bias {bias:+.4} mean shift {shift:.4}",
@@ -383,16 +382,16 @@ fn check_pc(setup: &Setup, sampler: &Pc<f64, VpSde<f64>>, seed: u64, what: &str)
 fn predictors_match_p_eps() {
     for setup in [ring(), r16()] {
         for (k, p) in [
-            Predictor::EulerMaruyama,
-            Predictor::ReverseDiffusion,
-            Predictor::Ancestral,
+            PredictorKind::EulerMaruyama,
+            PredictorKind::ReverseDiffusion,
+            PredictorKind::Ancestral,
         ]
         .into_iter()
         .enumerate()
         {
             check_pc(
                 setup,
-                &pc(100).predictor(p),
+                &pc(100).predictor(p).unwrap(),
                 10 + k as u64,
                 &format!("{p:?} 100"),
             );
@@ -403,7 +402,10 @@ fn predictors_match_p_eps() {
 #[test]
 fn final_denoise_costs_one_nfe_and_matches_p0() {
     let setup = ring();
-    let sampler = pc(100).predictor(Predictor::ReverseDiffusion).denoise(true);
+    let sampler = pc(100)
+        .predictor(PredictorKind::ReverseDiffusion)
+        .unwrap()
+        .denoise_final(true);
     let run = sampler
         .sample(&setup.model, setup.n, 2, &mut rng(5))
         .unwrap();
@@ -413,11 +415,7 @@ fn final_denoise_costs_one_nfe_and_matches_p0() {
     // O(σ²/λ) ≈ 1e-3 of variance, far inside the floor; the predictor's bias is as before.
     let r0 = Reference::new(&setup.p0, vp().schedule(), 0.0, setup.n, 78).unwrap();
     let mut f0 = floor_of(&r0, setup.n);
-    f0.gap_mean += predictor_gap(
-        &setup.p0,
-        Predictor::ReverseDiffusion,
-        sampler.grid().times(),
-    );
+    f0.gap_mean += predictor_gap(&setup.p0, PredictorKind::ReverseDiffusion, sampler.times());
     check_against(
         "ring2d RD+denoise vs p0",
         &r0,
@@ -442,7 +440,7 @@ fn euler_maruyama_converges_with_steps() {
         let run = sampler.run(&setup.model, x0.clone(), &mut rng(9)).unwrap();
         let r = setup.reference.evaluate(run.samples.view()).unwrap();
         let e = r.loglik_gap - setup.floor.gap_mean;
-        let pred = predictor_gap(&setup.p0, Predictor::EulerMaruyama, sampler.grid().times());
+        let pred = predictor_gap(&setup.p0, PredictorKind::EulerMaruyama, sampler.times());
         println!(
             "EM {steps:>5} steps: excess gap {e:+.4} (predicted {pred:+.4}) cov {:.4}",
             r.cov_err_fro
@@ -473,10 +471,12 @@ fn euler_maruyama_converges_with_steps() {
 /// do not add.)
 fn pc_excess(snr: f64) -> f64 {
     let setup = r16();
-    let sampler = pc(250).corrector(Corrector::langevin(snr).unwrap());
+    let sampler = pc(250)
+        .corrector(CorrectorKind::langevin(snr).unwrap())
+        .unwrap();
     let x = run_pc(setup, &sampler, 21);
     let r = setup.reference.evaluate(x.view()).unwrap();
-    let pred = predictor_gap(&setup.p0, Predictor::EulerMaruyama, sampler.grid().times());
+    let pred = predictor_gap(&setup.p0, PredictorKind::EulerMaruyama, sampler.times());
     let e = r.loglik_gap - setup.floor.gap_mean - pred;
     println!(
         "rand16d pc-em snr {snr}: gap {:+.4}, excess over floor and predictor bias {e:+.4}",
@@ -513,8 +513,10 @@ fn pc_at_small_snr_matches_p_eps_with_every_rule() {
         {
             let c = LangevinCorrector::new(0.02).unwrap().rule(rule).unwrap();
             let sampler = pc(100)
-                .predictor(Predictor::ReverseDiffusion)
-                .corrector(Corrector::Langevin(c));
+                .predictor(PredictorKind::ReverseDiffusion)
+                .unwrap()
+                .corrector(CorrectorKind::Langevin(c))
+                .unwrap();
             check_pc(
                 setup,
                 &sampler,
@@ -541,7 +543,7 @@ fn batch_independent_rules_do_not_see_the_batch() {
         ("EM", Box::new(pc(20)), true),
         (
             "ancestral",
-            Box::new(pc(20).predictor(Predictor::Ancestral)),
+            Box::new(pc(20).predictor(PredictorKind::Ancestral).unwrap()),
             true,
         ),
         (
@@ -765,14 +767,16 @@ fn same_seed_gives_bit_identical_samples() {
     let samplers: Vec<Box<dyn Sampler<f64>>> = vec![
         Box::new(
             pc(10)
-                .predictor(Predictor::ReverseDiffusion)
+                .predictor(PredictorKind::ReverseDiffusion)
+                .unwrap()
                 .snr(0.16)
                 .unwrap()
-                .denoise(true),
+                .denoise_final(true),
         ),
         Box::new(
             pc(10)
-                .predictor(Predictor::Ancestral)
+                .predictor(PredictorKind::Ancestral)
+                .unwrap()
                 .step_rule(StepRule::PER_SAMPLE)
                 .unwrap(),
         ),
@@ -794,7 +798,7 @@ fn observer_sees_every_step() {
     let setup = ring();
     let x0 = pc(7).initial_state(10, 2, &mut rng(1)).unwrap();
     let mut seen = Vec::new();
-    let sampler = pc(7).snr(0.1).unwrap().denoise(true);
+    let sampler = pc(7).snr(0.1).unwrap().denoise_final(true);
     let run = sampler
         .run_with(
             &setup.model,
@@ -837,7 +841,8 @@ fn f32_runs() {
     let grid = TimeGrid::uniform(sde.schedule(), 50).unwrap();
     let sampler = Pc::new(sde, grid)
         .unwrap()
-        .predictor(Predictor::ReverseDiffusion)
+        .predictor(PredictorKind::ReverseDiffusion)
+        .unwrap()
         .snr(0.05)
         .unwrap();
     let run = sampler.sample(&model, 2000, 2, &mut rng(1)).unwrap();
@@ -898,7 +903,7 @@ fn bad_input_is_a_typed_error() {
             Err(Error::InvalidParameter { name: "snr", .. })
         ));
         assert!(matches!(
-            Corrector::langevin(snr),
+            CorrectorKind::langevin(snr),
             Err(Error::InvalidParameter { name: "snr", .. })
         ));
     }
@@ -959,7 +964,10 @@ fn nan_model_stops_with_diverged_naming_the_step() {
     for (name, s) in [
         ("EM", pc(10)),
         ("PC", pc(10).snr(0.1).unwrap()),
-        ("ancestral", pc(10).predictor(Predictor::Ancestral)),
+        (
+            "ancestral",
+            pc(10).predictor(PredictorKind::Ancestral).unwrap(),
+        ),
     ] {
         let e = s.sample(&model, 8, 2, &mut rng(0)).unwrap_err();
         match e {
@@ -995,7 +1003,7 @@ fn score_model_trait_object_runs() {
     // Samplers are chosen at run time as trait objects; a Box<dyn ScoreModel> works too.
     let setup = ring();
     let model: Box<dyn ScoreModel<f64>> = Box::new(setup.model.clone());
-    let s: Box<dyn Sampler<f64>> = Box::new(pc(5).predictor(Predictor::Ancestral));
+    let s: Box<dyn Sampler<f64>> = Box::new(pc(5).predictor(PredictorKind::Ancestral).unwrap());
     let run = s.sample(&model, 10, 2, &mut rng(0)).unwrap();
     assert_eq!(run.steps, 5);
 }
@@ -1026,15 +1034,17 @@ fn measure_pc_bias_table() {
         for (steps, snr, rule) in runs {
             let mut s = pc(steps);
             if snr > 0.0 {
-                s = s.corrector(Corrector::Langevin(
-                    LangevinCorrector::new(snr).unwrap().rule(rule).unwrap(),
-                ));
+                s = s
+                    .corrector(CorrectorKind::Langevin(
+                        LangevinCorrector::new(snr).unwrap().rule(rule).unwrap(),
+                    ))
+                    .unwrap();
             }
             let x = s
                 .sample(&setup.model, n, setup.p0.dim(), &mut rng(2))
                 .unwrap();
             let r = reference.evaluate(x.samples.view()).unwrap();
-            let pred = predictor_gap(&setup.p0, Predictor::EulerMaruyama, s.grid().times());
+            let pred = predictor_gap(&setup.p0, PredictorKind::EulerMaruyama, s.times());
             println!(
                 "{} pc-em steps {steps} snr {snr} {rule:?}: gap {:+.4} excess {:+.4} (EM bias model {pred:+.4}) sw1 {:.4} cov {:.4}",
                 setup.name,
@@ -1058,7 +1068,7 @@ fn measure_per_sample_caps() {
                 .unwrap()
                 .rule(StepRule::PerSample { cap })
                 .unwrap();
-            let s = pc(250).corrector(Corrector::Langevin(c));
+            let s = pc(250).corrector(CorrectorKind::Langevin(c)).unwrap();
             let x = s
                 .sample(&setup.model, n, setup.p0.dim(), &mut rng(2))
                 .unwrap();
@@ -1083,24 +1093,24 @@ fn measure_em_convergence() {
         let fl = floor_of(&reference, n);
         println!("{} N={n}: floor gap sd {:.4}", setup.name, fl.gap_sd);
         let mut runs = vec![
-            (Predictor::EulerMaruyama, 30),
-            (Predictor::EulerMaruyama, 250),
+            (PredictorKind::EulerMaruyama, 30),
+            (PredictorKind::EulerMaruyama, 250),
         ];
         for p in [
-            Predictor::EulerMaruyama,
-            Predictor::ReverseDiffusion,
-            Predictor::Ancestral,
+            PredictorKind::EulerMaruyama,
+            PredictorKind::ReverseDiffusion,
+            PredictorKind::Ancestral,
         ] {
             runs.push((p, 100));
             runs.push((p, 1000));
         }
         for (p, steps) in runs {
-            let s = pc(steps).predictor(p);
+            let s = pc(steps).predictor(p).unwrap();
             let x = s
                 .sample(&setup.model, n, setup.p0.dim(), &mut rng(3))
                 .unwrap();
             let r = reference.evaluate(x.samples.view()).unwrap();
-            let pred = predictor_gap(&setup.p0, p, s.grid().times());
+            let pred = predictor_gap(&setup.p0, p, s.times());
             println!(
                 "{} {p:?} {steps}: excess gap {:+.4} (predicted {pred:+.4}) cov {:.4} sw1 {:.4}",
                 setup.name,

@@ -36,7 +36,7 @@ pub use candle_nn;
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::score::{Network, Parameterized};
 use crate::sde::MarginalSde;
 use crate::train::{TimeSampling, TrainingBatch, Weighting, make_batch};

@@ -21,7 +21,7 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::{Array2, ArrayView2};
 use ndarray_npy::{WritableElement, write_npy};
 use std::path::Path;

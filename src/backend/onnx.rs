@@ -22,7 +22,7 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::schedule::Schedule;
 use crate::score::{Network, Parameterization, Parameterized, ScoreModel};
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};

@@ -3,8 +3,8 @@
 use super::Scratch;
 use super::guidance::{ClassifierGradient, ConditionalScore};
 use crate::error::{Error, Result};
-use crate::float::Real;
 use crate::gmm::{AnalyticScore, GaussianMixture};
+use crate::num::Real;
 use crate::schedule::Schedule;
 use crate::score::{ScoreModel, check_score_call};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};

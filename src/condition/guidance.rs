@@ -2,7 +2,7 @@
 
 use super::Scratch;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::score::{ScoreModel, check_score_call};
 use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 use std::fmt;

@@ -2,7 +2,7 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::observe::Observer;
 use crate::schedule::Schedule;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
@@ -33,12 +33,13 @@ pub enum FinalStep {
 ///
 /// while the sampler moves the free coordinates with the unconditional score. The noise
 /// comes from the observer's own generator (`rand_pcg::Pcg64` seeded at construction), so
-/// a run is deterministic given the sampler's seed and this one. Every sampler that calls
-/// [`observe::after_step`](crate::observe::after_step) honours it (the reverse-SDE/PC,
-/// Langevin, DDIM, DPM-Solver++ and EDM samplers). A sampler that calls only
-/// [`Observer::observe`] — the probability-flow ODE solvers, whose multi-stage/FSAL steps
-/// cannot take a state change between steps — is stopped with [`Error::Stopped`] at its
-/// first step rather than silently ignoring the observation.
+/// a run is deterministic given the sampler's seed and this one. Every sampler of the crate
+/// honours it: the driver ([`GridSampler`](crate::sample::GridSampler)) calls
+/// [`observe::after_step`](crate::observe::after_step) after every step and after the final
+/// denoise, so the returned samples agree with the observation exactly (with
+/// [`FinalStep::Clean`]). Code that calls only [`Observer::observe`] — a bare ODE
+/// integration ([`AdaptiveRk::solve`](crate::ode::AdaptiveRk::solve)) — is stopped with
+/// [`Error::Stopped`] at its first step rather than silently ignoring the observation.
 ///
 /// At the final step (`t ≤ t_final`, by default the schedule's `t_min`) the known
 /// coordinates get `y` itself ([`FinalStep::Clean`], default) or the noised copy
@@ -289,5 +290,8 @@ impl<F: Real, S: Schedule<F>> Observer<F> for Imputation<F, S> {
         self.replace(t, x)?;
         self.constrained = true;
         Ok(())
+    }
+    fn constrains(&self) -> bool {
+        true
     }
 }

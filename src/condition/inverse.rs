@@ -2,9 +2,9 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
 use crate::gmm::{GaussianMixture, float_range};
 use crate::linalg::{self, validate_covariance};
+use crate::num::Real;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rand::RngCore;
 

@@ -54,7 +54,7 @@ pub use guidance::{
 pub use inpaint::{FinalStep, Imputation};
 pub use inverse::LinearGaussian;
 
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::Array2;
 use std::sync::Mutex;
 

@@ -29,14 +29,15 @@
 //! scale-aware formulas of `safe`. Ordinary batches pay for the check alone.
 
 mod block;
+mod dispatch;
 #[cfg(test)]
 mod rowwise;
 pub(crate) mod safe;
 mod tied;
 mod transpose;
 
-use crate::float::Real;
-use crate::simd::Isa;
+use crate::num::Real;
+use crate::num::simd::Isa;
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 /// The parts of a mixture the kernel reads.
@@ -103,7 +104,7 @@ pub(crate) fn evaluate<F: Real>(
     ws: &mut Workspace<F>,
     mut out: Outputs<'_, F>,
 ) -> Result<(), safe::Failure> {
-    block::evaluate(
+    dispatch::evaluate(
         Isa::detect(),
         parts,
         alpha,

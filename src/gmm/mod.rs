@@ -14,7 +14,6 @@
 //! under a schedule, with the exact divergence.
 
 mod analytic;
-pub(crate) mod exp;
 pub(crate) mod kernel;
 mod posterior;
 mod spec;
@@ -24,8 +23,8 @@ pub use spec::{MixtureSpec, problems};
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
 use crate::linalg;
+use crate::num::Real;
 use crate::schedule::Schedule;
 use kernel::{Outputs, Parts, Workspace};
 use ndarray::{
@@ -735,4 +734,13 @@ fn check_alpha_sigma<F: Real>(alpha: F, sigma: F) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+impl<F: Real> crate::score::LogDensity<F> for GaussianMixture<F> {
+    fn log_density(&self, x: ArrayView2<F>, out: ArrayViewMut1<F>) -> Result<()> {
+        self.evaluate_at(F::one(), F::zero(), x, Some(out), None, None)
+    }
+    fn dim(&self) -> Option<usize> {
+        Some(GaussianMixture::dim(self))
+    }
 }

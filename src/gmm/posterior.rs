@@ -3,8 +3,8 @@
 use super::{GaussianMixture, float_range, kernel};
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
 use crate::linalg;
+use crate::num::Real;
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, Axis};
 
 impl<F: Real> GaussianMixture<F> {

@@ -2,7 +2,7 @@
 
 use super::GaussianMixture;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::{Array1, Array2, Array3};
 
 use serde::{Deserialize, Serialize};

@@ -13,7 +13,7 @@
 //! (`−log₂ 2 + log₂ 256 = 7`); both are explicit parameters here, not hidden constants.
 
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rand::RngCore;
 

@@ -22,7 +22,7 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::score::ScoreModel;
 use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut1, Axis, Ix2, Ix3, Zip};
 use rand::RngCore;

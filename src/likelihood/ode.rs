@@ -1,15 +1,19 @@
 //! `log p_0(x)` by the instantaneous change of variables along the probability-flow ODE.
 //!
-//! Along `dx/dt = F(x, t) = f(t) x − ½ g(t)² s(x, t)` (Song et al. 2021, eq. 13),
+//! Along `dx/dt = F(x, t) = f(x, t) − ½ g(t)² s(x, t)` (Song et al. 2021, eq. 13),
 //! `d log p_t(x_t)/dt = −∇ · F(x_t, t)` (Chen et al. 2018, Thm. 1), so
 //!
 //! ```text
-//! log p_{t₀}(x) = log p_T(x_T) + ∫_{t₀}^{T} ∇ · F(x_t, t) dt,     ∇ · F = D f(t) − ½ g(t)² ∇ · s
+//! log p_{t₀}(x) = log p_T(x_T) + ∫_{t₀}^{T} ∇ · F(x_t, t) dt,     ∇ · F = ∇ · f − ½ g(t)² ∇ · s
 //! ```
 //!
 //! integrated as the augmented ODE `d/dt [x, Δ] = [F, ∇ · F]` from `t₀` to `T` with the
 //! adaptive Dormand–Prince solver (Song et al. 2021, App. D.2; Grathwohl et al. 2019). The
-//! solver's error norm covers both `x` and `Δ` (RMS over the row, max over the batch).
+//! `x` part is the probability-flow right-hand side [`PfOdeRhs`] itself. Any
+//! [`ForwardSde`] works: `∇ · f` is [`ForwardSde::drift_divergence`] when the SDE knows it
+//! (`D f(t)` for a linear SDE), else the divergence method's estimate of it (finite
+//! differences, or Hutchinson with the same probes as the score's). The solver's error norm
+//! covers both `x` and `Δ` (RMS over the row, max over the batch).
 //!
 //! The prior `p_T` is the SDE's `N(0, s² I)`; for VP at `T = 1` it differs from the true
 //! `p_T` by `α(1) ≈ 0.0066` in the means, a prior-mismatch error of up to a few 10⁻² nats
@@ -19,14 +23,77 @@
 
 use super::divergence::{Divergence, DivergenceMethod};
 use crate::check;
+use crate::dynamics::PfOdeRhs;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::observe::NoObserver;
-use crate::sample::ode::Dopri5;
+use crate::ode::{Dopri5, OdeRhs};
+use crate::schedule::check_time;
 use crate::score::ScoreModel;
-use crate::sde::MarginalSde;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, s};
+use crate::sde::ForwardSde;
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Zip, s};
 use rand::RngCore;
+
+/// The drift `f(x, t)` seen as a vector field, so the divergence estimators can take its
+/// divergence when the SDE does not know it.
+struct DriftField<'a, F: Real>(&'a dyn ForwardSde<F>);
+
+impl<F: Real> ScoreModel<F> for DriftField<'_, F> {
+    fn score(&self, x: ArrayView2<F>, t: F, out: ArrayViewMut2<F>) -> Result<()> {
+        self.0.drift(x, t, out)
+    }
+}
+
+/// The augmented right-hand side `[F, ∇ · F]` on `[x, Δ]` (`D + 1` columns).
+struct Augmented<'a, F: Real> {
+    pf: PfOdeRhs<'a, F>,
+    div: Divergence<F>,
+    divs: Array1<F>,
+    drift_divs: Array1<F>,
+    d: usize,
+    /// Score calls of the divergence estimator (the PF right-hand side counts its own).
+    div_calls: usize,
+    evals: usize,
+}
+
+impl<F: Real> OdeRhs<F> for Augmented<'_, F> {
+    fn eval(&mut self, t: F, y: ArrayView2<F>, mut out: ArrayViewMut2<F>) -> Result<()> {
+        let d = self.d;
+        let xs = y.slice(s![.., ..d]);
+        self.pf.eval(t, xs, out.slice_mut(s![.., ..d]))?;
+        let (sde, model) = (self.pf.sde(), self.pf.model());
+        self.div_calls += self.div.eval(model, xs, t, self.divs.view_mut())?;
+        self.evals += 1;
+        match sde.drift_divergence(xs, t, self.drift_divs.view_mut()) {
+            Some(r) => r?,
+            None => {
+                if self.div.method() == DivergenceMethod::Exact {
+                    return Err(Error::Unsupported {
+                        what: "the exact divergence of this SDE's drift",
+                        reason: "the SDE has no ForwardSde::drift_divergence; implement it or \
+                                 choose DivergenceMethod::FiniteDifference or Hutchinson"
+                            .into(),
+                    });
+                }
+                self.div
+                    .eval(&DriftField(sde), xs, t, self.drift_divs.view_mut())?;
+            }
+        }
+        let g2 = match sde.linear_schedule() {
+            Some(sch) => sch.g2(t).max(F::zero()),
+            None => {
+                let g = sde.diffusion(t);
+                g * g
+            }
+        };
+        let half_g2 = F::lit(0.5) * g2;
+        Zip::from(out.column_mut(d))
+            .and(&self.drift_divs)
+            .and(&self.divs)
+            .for_each(|o, &fd, &sd| *o = fd - half_g2 * sd);
+        Ok(())
+    }
+}
 
 /// The result of a likelihood computation.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +141,7 @@ pub struct OdeLikelihood<F, S> {
     t_start: Option<F>,
 }
 
-impl<F: Real, S: MarginalSde<F>> OdeLikelihood<F, S> {
+impl<F: Real, S: ForwardSde<F>> OdeLikelihood<F, S> {
     /// score_sde's defaults: RK45 at `rtol = atol = 10⁻⁵`, the model's exact divergence,
     /// from `t_min` of the SDE to `T`.
     pub fn new(sde: S) -> Result<Self> {
@@ -106,7 +173,7 @@ impl<F: Real, S: MarginalSde<F>> OdeLikelihood<F, S> {
     }
     /// Start the integration at `t₀` instead of the SDE's `t_min` (inside its range).
     pub fn t_start(mut self, t0: F) -> Result<Self> {
-        self.sde.schedule().check_t(t0)?;
+        check_time(t0, self.sde.t_range())?;
         let (_, hi) = self.sde.t_range();
         if t0 >= hi {
             return Err(Error::param("t_start", t0.as_f64(), "must be below T"));
@@ -137,32 +204,22 @@ impl<F: Real, S: MarginalSde<F>> OdeLikelihood<F, S> {
         let (n, d) = x.dim();
         let (t_min, t_max) = self.sde.t_range();
         let t0 = self.t_start.unwrap_or(t_min);
-        let mut div = Divergence::new(self.divergence, n, d, rng)?;
+        let div = Divergence::new(self.divergence, n, d, rng)?;
         let mut state = Array2::<F>::zeros((n, d + 1));
         state.slice_mut(s![.., ..d]).assign(&x);
-        let mut score = Array2::<F>::zeros((n, d));
-        let mut divs = Array1::<F>::zeros(n);
-        let mut nfe = 0usize;
-        let mut evals = 0usize;
-        let sch = self.sde.schedule();
-        let df = F::from_usize_lossy(d);
-        let mut rhs = |t: F, y: ArrayView2<F>, mut out: ArrayViewMut2<F>| -> Result<()> {
-            let xs = y.slice(s![.., ..d]);
-            model.score(xs, t, score.view_mut())?;
-            nfe += 1 + div.eval(model, xs, t, divs.view_mut())?;
-            evals += 1;
-            let (f, half_g2) = (sch.f(t), F::lit(0.5) * sch.g2(t));
-            for i in 0..n {
-                for j in 0..d {
-                    out[[i, j]] = f * y[[i, j]] - half_g2 * score[[i, j]];
-                }
-                out[[i, d]] = df * f - half_g2 * divs[i];
-            }
-            Ok(())
+        let mut rhs = Augmented {
+            pf: PfOdeRhs::new(&self.sde, model),
+            div,
+            divs: Array1::zeros(n),
+            drift_divs: Array1::zeros(n),
+            d,
+            div_calls: 0,
+            evals: 0,
         };
         let stats = self
             .solver
             .solve(&mut rhs, t0, t_max, &mut state, &mut NoObserver)?;
+        let (nfe, evals) = (rhs.pf.nfe() + rhs.div_calls, rhs.evals);
         let latent = state.slice(s![.., ..d]).to_owned();
         let delta_log_p = state.column(d).to_owned();
         let mut prior_log_p = Array1::<F>::zeros(n);

@@ -1,9 +1,10 @@
-//! Correctors: Langevin MCMC steps at a fixed time of the reverse process
-//! (Song et al. 2021, §4.2, Alg. 2 (VE) / Alg. 3 (VP); score_sde's `LangevinCorrector`
-//! and `AnnealedLangevinDynamics`).
+//! Correctors: MCMC steps at a fixed time of the reverse process, as an open trait
+//! ([`Corrector`]) with score_sde's Langevin correctors built in (Song et al. 2021, §4.2,
+//! Alg. 2 (VE) / Alg. 3 (VP); `LangevinCorrector` and `AnnealedLangevinDynamics`).
 //!
-//! At time `t_i` (the start of grid step `i`, which goes to `t_{i+1} < t_i`) a corrector
-//! step is
+//! At a grid time `t` of step `i` (which goes from `t_i` to `t_{i+1} < t_i`; the corrector
+//! runs at `t_i` before the predictor, or at `t_{i+1}` after it — [`PcOrder`](super::PcOrder))
+//! a Langevin corrector step is
 //!
 //! ```text
 //! s = s(x, t_i),  z ~ N(0, I),  x ← x + ε s + √(2ε) z
@@ -26,8 +27,11 @@
 //! α_i = (α(t_i) / α(t_{i+1}))² = exp(2 ∫_{t_{i+1}}^{t_i} f(s) ds)
 //! ```
 //!
-//! which is `1 − β_i` for VP and sub-VP (both have the VP `α`) and exactly 1 for VE and EDM
-//! (`α ≡ 1`) — score_sde's convention for all its SDEs, from one formula.
+//! (from [`Schedule::transition`](crate::Schedule::transition) over the step's interval,
+//! whichever end the corrector runs at) which is `1 − β_i` for VP and sub-VP (both have the
+//! VP `α`) and exactly 1 for VE and EDM (`α ≡ 1`) — score_sde's convention for all its
+//! SDEs, from one formula. An SDE without a linear schedule gets `α_i = 1`; the σ-based
+//! step rules need `σ(t)` and therefore a linear SDE.
 //!
 //! **Why a cap for per-sample norms.** The literal per-sample rule divides by each
 //! sample's own `‖s_n‖²`. In the Gaussian case `p_t = N(μ, v I)`, `‖s_n‖² = ‖x − μ‖²/v²`
@@ -56,13 +60,75 @@
 //! `p_t`): at snr 0.16 score_sde's samples are over-dispersed — see `docs/stochastic.md`
 //! for the measured log-likelihood gaps. The bias falls with snr.
 
-use super::noise::RowNoise;
-use super::reverse_sde::Buffers;
+use super::driver::StepContext;
+use super::predictor::PcBuffers;
 use crate::error::{Error, Result};
-use crate::float::Real;
-use crate::par::{block_sums, zip_update};
-use crate::score::ScoreModel;
+use crate::num::Real;
+use crate::num::par::{block_sums, zip_update};
+use crate::sde::ForwardSde;
 use ndarray::{Array2, Zip};
+use std::fmt::Debug;
+
+/// Where a corrector step runs: the time and the step's `α_i` (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct CorrectorAt<F> {
+    /// The grid time.
+    pub t: F,
+    /// `α_i = (α(t_i)/α(t_{i+1}))²` of the step's interval (1 without a linear schedule).
+    pub alpha_i: F,
+}
+
+/// A corrector: MCMC steps at one time of the reverse process, run by a
+/// [`Pc`](super::Pc) sampler before or after each predictor step.
+///
+/// Implement it for a corrector of your own; [`LangevinCorrector`], [`NoCorrector`] and
+/// [`CorrectorKind`] are the built-ins.
+pub trait Corrector<F: Real>: Send + Sync + Debug {
+    /// Error unless the corrector can run on `sde` (checked when the sampler is built).
+    fn check(&self, sde: &dyn ForwardSde<F>) -> Result<()> {
+        let _ = sde;
+        Ok(())
+    }
+    /// Corrector steps at each grid time (each one score call).
+    fn steps(&self) -> usize;
+    /// Whether a row's step depends on that row alone (the default); a batch-mean step
+    /// rule couples the rows and keeps a run from being split into row ranges.
+    fn is_batch_independent(&self) -> bool {
+        true
+    }
+    /// One corrector step on the batch `x`.
+    fn correct(
+        &self,
+        sde: &dyn ForwardSde<F>,
+        ctx: &mut StepContext<'_, F>,
+        buf: &mut PcBuffers<F>,
+        x: &mut Array2<F>,
+        at: CorrectorAt<F>,
+    ) -> Result<()>;
+}
+
+impl<F: Real, C: Corrector<F> + ?Sized> Corrector<F> for Box<C> {
+    fn check(&self, sde: &dyn ForwardSde<F>) -> Result<()> {
+        (**self).check(sde)
+    }
+    fn steps(&self) -> usize {
+        (**self).steps()
+    }
+    fn is_batch_independent(&self) -> bool {
+        (**self).is_batch_independent()
+    }
+    fn correct(
+        &self,
+        sde: &dyn ForwardSde<F>,
+        ctx: &mut StepContext<'_, F>,
+        buf: &mut PcBuffers<F>,
+        x: &mut Array2<F>,
+        at: CorrectorAt<F>,
+    ) -> Result<()> {
+        (**self).correct(sde, ctx, buf, x, at)
+    }
+}
 
 /// How a Langevin corrector chooses its step (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -162,7 +228,7 @@ impl LangevinCorrector {
             return Err(Error::param(
                 "corrector steps",
                 0.0,
-                "must be at least 1 (use Corrector::None for no correction)",
+                "must be at least 1 (use CorrectorKind::None or NoCorrector for no correction)",
             ));
         }
         self.steps = steps;
@@ -186,21 +252,40 @@ impl LangevinCorrector {
     pub fn step_rule(&self) -> StepRule {
         self.rule
     }
+}
 
-    /// One corrector step at time `t` with `α_i = alpha_i`, `σ(t) = sigma`. One score call.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn step<F: Real>(
+impl<F: Real> Corrector<F> for LangevinCorrector {
+    fn check(&self, sde: &dyn ForwardSde<F>) -> Result<()> {
+        if self.rule != StepRule::BatchMean && sde.linear_schedule().is_none() {
+            return Err(Error::Unsupported {
+                what: "a σ-based Langevin step rule",
+                reason: "StepRule::Sigma and PerSample need σ(t) from the SDE's linear schedule; \
+                         use StepRule::BatchMean for a non-linear drift"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+    fn steps(&self) -> usize {
+        self.steps
+    }
+    fn is_batch_independent(&self) -> bool {
+        self.rule.is_batch_independent()
+    }
+    /// One Langevin step at `at.t` with `α_i = at.alpha_i`. One score call.
+    fn correct(
         &self,
-        model: &dyn ScoreModel<F>,
+        sde: &dyn ForwardSde<F>,
+        ctx: &mut StepContext<'_, F>,
+        buf: &mut PcBuffers<F>,
         x: &mut Array2<F>,
-        t: F,
-        alpha_i: F,
-        sigma: F,
-        noise: &mut RowNoise,
-        buf: &mut Buffers<F>,
+        at: CorrectorAt<F>,
     ) -> Result<()> {
-        model.score(x.view(), t, buf.score.view_mut())?;
-        noise.fill(buf.noise.view_mut());
+        let (t, alpha_i) = (at.t, at.alpha_i);
+        let sigma = sde.linear_schedule().map_or(F::zero(), |s| s.sigma(t));
+        ctx.model().score(x.view(), t, buf.score.view_mut())?;
+        buf.ensure_noise();
+        ctx.noise()?.fill(buf.noise.view_mut());
         let len = x.len();
         let snr = F::lit(self.snr);
         let two = F::lit(2.0);
@@ -261,10 +346,30 @@ fn check_snr(snr: f64) -> Result<f64> {
     Ok(snr)
 }
 
-/// The corrector of a [`Pc`](crate::sample::Pc) sampler.
+/// No corrector: plain predictor sampling (score_sde's `NoneCorrector`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct NoCorrector;
+
+impl<F: Real> Corrector<F> for NoCorrector {
+    fn steps(&self) -> usize {
+        0
+    }
+    fn correct(
+        &self,
+        _: &dyn ForwardSde<F>,
+        _: &mut StepContext<'_, F>,
+        _: &mut PcBuffers<F>,
+        _: &mut Array2<F>,
+        _: CorrectorAt<F>,
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The built-in correctors, chosen at run time (the default of [`Pc`](crate::sample::Pc)).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[non_exhaustive]
-pub enum Corrector {
+pub enum CorrectorKind {
     /// No correction: plain predictor sampling.
     #[default]
     None,
@@ -273,20 +378,57 @@ pub enum Corrector {
     Langevin(LangevinCorrector),
 }
 
-impl Corrector {
+impl CorrectorKind {
     /// score_sde's `LangevinCorrector` at `snr`, one step, batch-mean norms.
     pub fn langevin(snr: f64) -> Result<Self> {
-        Ok(Corrector::Langevin(LangevinCorrector::new(snr)?))
+        Ok(CorrectorKind::Langevin(LangevinCorrector::new(snr)?))
     }
     /// score_sde's `AnnealedLangevinDynamics` at `snr`, one step.
     pub fn annealed_langevin(snr: f64) -> Result<Self> {
-        Ok(Corrector::Langevin(LangevinCorrector::annealed(snr)?))
+        Ok(CorrectorKind::Langevin(LangevinCorrector::annealed(snr)?))
     }
     /// Score calls per grid time.
     pub fn nfe_per_step(&self) -> usize {
         match self {
-            Corrector::None => 0,
-            Corrector::Langevin(c) => c.steps,
+            CorrectorKind::None => 0,
+            CorrectorKind::Langevin(c) => c.steps,
+        }
+    }
+}
+
+impl From<LangevinCorrector> for CorrectorKind {
+    fn from(c: LangevinCorrector) -> Self {
+        CorrectorKind::Langevin(c)
+    }
+}
+
+impl<F: Real> Corrector<F> for CorrectorKind {
+    fn check(&self, sde: &dyn ForwardSde<F>) -> Result<()> {
+        match self {
+            CorrectorKind::None => Ok(()),
+            CorrectorKind::Langevin(c) => <LangevinCorrector as Corrector<F>>::check(c, sde),
+        }
+    }
+    fn steps(&self) -> usize {
+        self.nfe_per_step()
+    }
+    fn is_batch_independent(&self) -> bool {
+        match self {
+            CorrectorKind::None => true,
+            CorrectorKind::Langevin(c) => c.rule.is_batch_independent(),
+        }
+    }
+    fn correct(
+        &self,
+        sde: &dyn ForwardSde<F>,
+        ctx: &mut StepContext<'_, F>,
+        buf: &mut PcBuffers<F>,
+        x: &mut Array2<F>,
+        at: CorrectorAt<F>,
+    ) -> Result<()> {
+        match self {
+            CorrectorKind::None => Ok(()),
+            CorrectorKind::Langevin(c) => c.correct(sde, ctx, buf, x, at),
         }
     }
 }

@@ -23,19 +23,20 @@
 //! x_s = (σ_s/σ_t) e^{−h} x_t + α_s (1 − e^{−2h}) (D₀ + ½ (D₀ − D₋₁)/r₀) + σ_s √(1 − e^{−2h}) z
 //! ```
 //!
-//! Lower orders are used for the warm-up steps and, with [`DpmSolverPp::lower_order_final`]
-//! (default on), for the final steps: step `i` of `n` uses order `min(k, i + 1, n − i)`.
+//! Lower orders are used for the warm-up steps (step `i` uses order `≤ i + 1`) and on the
+//! final steps as [`FinalOrder`] says: by default ([`FinalOrder::Lowered`]) step `i` of `n`
+//! uses order `min(k, i + 1, n − i)`; [`FinalOrder::Diffusers`] is diffusers'
+//! `lower_order_final=True` (only below 15 steps, counting a final denoise as a step).
 
+use super::driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
+use super::noise_table::{NoiseTable, draw};
 use crate::error::{Error, Result};
-use crate::float::Real;
-use crate::grid::TimeGrid;
-use crate::observe::Observer;
-use crate::par::zip_update;
-use crate::sample::ddim::{data_prediction, step_noise};
-use crate::sample::ode::check_grid_range;
-use crate::sample::{Run, Sampler, check_initial};
-use crate::score::ScoreModel;
-use crate::sde::MarginalSde;
+use crate::grid::{DiffusersTimesteps, FinalSigmas, TimeGrid};
+use crate::num::Real;
+use crate::num::par::zip_update;
+use crate::schedule::DiscreteVp;
+use crate::sde::{LinearSde, MarginalSde};
+use crate::tweedie::denoise_into;
 use ndarray::{Array2, Zip};
 use rand::RngCore;
 
@@ -67,14 +68,207 @@ pub enum ThirdOrder {
     Diffusers,
 }
 
-/// Multistep DPM-Solver++ of order 1, 2 (2M) or 3 (3M), ODE or SDE variant.
+/// Which final steps of multistep DPM-Solver++ run at a lower order.
 ///
-/// One NFE per step (plus one with [`DpmSolverPp::denoise_final`]). Works on any
+/// Write `n` for the grid's steps and `k` for the order; step `i` (from 0) always uses at
+/// most order `i + 1` (the warm-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FinalOrder {
+    /// No lowering: full order up to the last step.
+    Full,
+    /// Step `i` of `n` uses order `≤ n − i` (the last step first order, the one before at
+    /// most second), at every step count. What `lower_order_final(true)` means here, and
+    /// the default: on the quadratic grid it is what brings 3M to the noise floor at 30 NFE
+    /// (`docs/deterministic.md`).
+    Lowered,
+    /// diffusers' `lower_order_final=True` (`DPMSolverMultistepScheduler`): only when the
+    /// run has fewer than 15 model calls, the last call is first order and the one before
+    /// at most second order. A final denoise set by
+    /// `final_sigmas(FinalSigmas::Zero)` is the last
+    /// call (diffusers' `final_sigmas_type="zero"`), so the last grid step keeps order 2:
+    /// with the same timesteps, noise and model this reproduces diffusers' samples.
+    Diffusers,
+}
+
+/// One step of multistep DPM-Solver++ of order 1, 2 (2M) or 3 (3M), ODE or SDE variant
+/// (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct DpmSolverPpStep<F, S> {
+    sde: S,
+    order: usize,
+    variant: DpmVariant,
+    final_order: FinalOrder,
+    final_zero: bool,
+    third: ThirdOrder,
+    noise: Option<NoiseTable<F>>,
+}
+
+/// Per-run state of DPM-Solver++: the last three data predictions, the last two log-SNR
+/// steps, and a noise buffer for the SDE variant.
+#[derive(Debug)]
+pub struct DpmState<F> {
+    m0: Array2<F>,
+    m1: Array2<F>,
+    m2: Array2<F>,
+    h0: F,
+    h1: F,
+    z: Array2<F>,
+}
+
+impl<F: Real, S: MarginalSde<F>> StepMethod<F> for DpmSolverPpStep<F, S> {
+    type State = DpmState<F>;
+
+    fn check_plan(&self, plan: &Plan<F>) -> Result<()> {
+        plan.check_sampling_grid(self.sde.t_range())
+    }
+    fn is_stochastic(&self) -> bool {
+        self.variant == DpmVariant::Sde
+    }
+    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
+        self.sde.sample_prior(n, dim, rng)
+    }
+    fn initial_rows(
+        &self,
+        seed: u64,
+        rows: std::ops::Range<usize>,
+        dim: usize,
+    ) -> Result<Array2<F>> {
+        self.sde.sample_prior_rows(seed, rows, dim)
+    }
+    fn init(&self, _: &mut StepContext<'_, F>, x: &Array2<F>, _: &Plan<F>) -> Result<Self::State> {
+        let buf = |on: bool| {
+            if on {
+                Array2::<F>::zeros(x.raw_dim())
+            } else {
+                Array2::zeros((0, 0))
+            }
+        };
+        Ok(DpmState {
+            m0: buf(true),
+            m1: buf(self.order >= 2),
+            m2: buf(self.order >= 3),
+            h0: F::zero(),
+            h1: F::zero(),
+            z: buf(self.is_stochastic()),
+        })
+    }
+    fn step(
+        &self,
+        ctx: &mut StepContext<'_, F>,
+        st: &mut DpmState<F>,
+        x: &mut Array2<F>,
+        step: &StepInfo<F>,
+    ) -> Result<Advance<F>> {
+        let sched = self.sde.schedule();
+        let (t, s) = (step.t, step.t_next);
+        let half = F::lit(0.5);
+        // Rotate the history: m2 ← m1 ← m0, then the fresh prediction into m0.
+        if self.order >= 3 {
+            std::mem::swap(&mut st.m2, &mut st.m1);
+        }
+        if self.order >= 2 {
+            std::mem::swap(&mut st.m1, &mut st.m0);
+        }
+        denoise_into(ctx.model(), sched, x.view(), t, st.m0.view_mut())?;
+        let i = step.index;
+        let mut k = self.order.min(i + 1);
+        if let Some(n) = step.steps {
+            match self.final_order {
+                FinalOrder::Full => {}
+                FinalOrder::Lowered => k = k.min(n - i),
+                FinalOrder::Diffusers => {
+                    // diffusers' `lower_order_final` / `lower_order_second` over its model
+                    // calls: the grid's steps and the final denoise, if any.
+                    let calls = n + usize::from(self.final_zero);
+                    if calls < 15 {
+                        k = k.min(calls - i);
+                    }
+                }
+            }
+        }
+        let (a_s, s_s, s_t) = (sched.alpha(s), sched.sigma(s), sched.sigma(t));
+        let h = sched.log_snr(s) - sched.log_snr(t);
+        let (h0, h1) = (st.h0, st.h1);
+        let (m0, m1, m2) = (&st.m0, &st.m1, &st.m2);
+        if self.variant == DpmVariant::Sde {
+            let em = -(-F::lit(2.0) * h).exp_m1(); // 1 − e^{−2h}
+            let r = s_s / s_t * (-h).exp();
+            let c0 = a_s * em;
+            let cz = s_s * em.max(F::zero()).sqrt();
+            draw(self.noise.as_ref(), ctx, i, st.z.view_mut())?;
+            if k == 1 {
+                Zip::from(&mut *x)
+                    .and(m0)
+                    .and(&st.z)
+                    .for_each(|x, &d0, &z| *x = r * *x + c0 * d0 + cz * z);
+            } else {
+                let c1 = half * c0 * h / h0;
+                Zip::from(&mut *x)
+                    .and(m0)
+                    .and(m1)
+                    .and(&st.z)
+                    .for_each(|x, &d0, &d1, &z| *x = r * *x + c0 * d0 + c1 * (d0 - d1) + cz * z);
+            }
+        } else {
+            let r = s_s / s_t;
+            let phi = (-h).exp_m1();
+            let a = -a_s * phi;
+            let len = x.len();
+            match k {
+                1 => zip_update!(len, Zip::from(&mut *x).and(m0), |x, &d0| *x =
+                    r * *x + a * d0),
+                2 => {
+                    // −½ α_s φ (D₀ − D₋₁)/r₀ with r₀ = h₀/h.
+                    let c1 = half * a * h / h0;
+                    zip_update!(len, Zip::from(&mut *x).and(m0).and(m1), |x, &d0, &d1| *x =
+                        r * *x + a * d0 + c1 * (d0 - d1));
+                }
+                _ => {
+                    let (r0, r1) = (h0 / h, h1 / h);
+                    let b = a_s * (phi / h + F::one());
+                    let mut c = -a_s * ((phi + h) / (h * h) - half);
+                    if self.third == ThirdOrder::Taylor {
+                        c = c + c;
+                    }
+                    let w = r0 / (r0 + r1);
+                    let inv = F::one() / (r0 + r1);
+                    zip_update!(
+                        len,
+                        Zip::from(&mut *x).and(m0).and(m1).and(m2),
+                        |x, &d0, &d1, &d2| {
+                            let e0 = (d0 - d1) / r0;
+                            let e1 = (d1 - d2) / r1;
+                            let big1 = e0 + w * (e0 - e1);
+                            let big2 = inv * (e0 - e1);
+                            *x = r * *x + a * d0 + b * big1 + c * big2;
+                        }
+                    );
+                }
+            }
+        }
+        st.h1 = h0;
+        st.h0 = h;
+        Ok(Advance::Reached)
+    }
+    fn marginal(&self, t: F) -> Option<(F, F)> {
+        let sch = self.sde.schedule();
+        Some((sch.alpha(t), sch.sigma(t)))
+    }
+    fn nfe_per_step(&self) -> Option<usize> {
+        Some(1)
+    }
+}
+
+/// Multistep DPM-Solver++ of order 1, 2 (2M) or 3 (3M), ODE or SDE variant: the
+/// [`GridSampler`] of a [`DpmSolverPpStep`].
+///
+/// One NFE per step (plus one with [`GridSampler::denoise_final`]). Works on any
 /// decreasing grid; [`TimeGrid::log_snr`] is the paper's choice.
 ///
 /// ```
 /// use score_sde::prelude::*;
-/// use score_sde::sample::dpm_solver::{DpmSolverPp, DpmVariant};
+/// use score_sde::sample::{DpmSolverPp, DpmVariant};
 /// use rand::SeedableRng;
 /// let sde = VpSde::<f64>::default();
 /// let model = AnalyticScore::new(problems::ring2d(), *sde.schedule());
@@ -89,196 +283,119 @@ pub enum ThirdOrder {
 /// assert!(DpmSolverPp::new(sde.clone(), grid.clone()).unwrap().order(4).is_err());
 /// assert!(DpmSolverPp::new(sde, grid).unwrap().order(3).unwrap().variant(DpmVariant::Sde).is_err());
 /// ```
-#[derive(Debug, Clone)]
-pub struct DpmSolverPp<F, S> {
-    sde: S,
-    grid: TimeGrid<F>,
-    order: usize,
-    variant: DpmVariant,
-    lower_order_final: bool,
-    denoise_final: bool,
-    third: ThirdOrder,
-}
+pub type DpmSolverPp<F, S> = GridSampler<F, DpmSolverPpStep<F, S>>;
 
-impl<F: Real, S: MarginalSde<F>> DpmSolverPp<F, S> {
+impl<F: Real, S: MarginalSde<F>> GridSampler<F, DpmSolverPpStep<F, S>> {
     /// DPM-Solver++ 2M (ODE variant, lower-order final steps) on a decreasing grid inside
     /// the SDE's range.
     pub fn new(sde: S, grid: TimeGrid<F>) -> Result<Self> {
-        check_grid_range(&grid, sde.t_range())?;
-        Ok(Self {
+        let step = DpmSolverPpStep {
             sde,
-            grid,
             order: 2,
             variant: DpmVariant::Ode,
-            lower_order_final: true,
-            denoise_final: false,
+            final_order: FinalOrder::Lowered,
+            final_zero: false,
             third: ThirdOrder::Taylor,
-        })
+            noise: None,
+        };
+        GridSampler::with_grid(step, grid)
     }
     /// The multistep order: 1, 2 or 3 (3 only for the ODE variant).
     pub fn order(mut self, order: usize) -> Result<Self> {
         if !(1..=3).contains(&order) {
             return Err(Error::param("order", order as f64, "must be 1, 2 or 3"));
         }
-        if order == 3 && self.variant == DpmVariant::Sde {
+        if order == 3 && self.method.variant == DpmVariant::Sde {
             return Err(Error::param(
                 "order",
                 3.0,
                 "the SDE variant supports orders 1 and 2",
             ));
         }
-        self.order = order;
+        self.method.order = order;
         Ok(self)
     }
     /// ODE or SDE variant.
     pub fn variant(mut self, variant: DpmVariant) -> Result<Self> {
-        if variant == DpmVariant::Sde && self.order == 3 {
+        if variant == DpmVariant::Sde && self.method.order == 3 {
             return Err(Error::param(
                 "order",
                 3.0,
                 "the SDE variant supports orders 1 and 2",
             ));
         }
-        self.variant = variant;
+        self.method.variant = variant;
         Ok(self)
     }
     /// Which second-derivative coefficient the 3M update uses (see [`ThirdOrder`]).
     pub fn third_order(mut self, form: ThirdOrder) -> Self {
-        self.third = form;
+        self.method.third = form;
         self
     }
-    /// Lower the order on the last steps (step `i` of `n` uses at most order `n − i`).
+    /// Lower the order on the last steps (step `i` of `n` uses at most order `n − i`,
+    /// [`FinalOrder::Lowered`]) or not ([`FinalOrder::Full`]).
+    ///
+    /// **Not diffusers' `lower_order_final`**, which lowers only below 15 steps and counts
+    /// the final denoise: for that use [`final_order`](Self::final_order)`(FinalOrder::Diffusers)`
+    /// or `DpmSolverPp::diffusers`.
     pub fn lower_order_final(mut self, on: bool) -> Self {
-        self.lower_order_final = on;
+        self.method.final_order = if on {
+            FinalOrder::Lowered
+        } else {
+            FinalOrder::Full
+        };
         self
     }
-    /// After the last step, replace the state by its Tweedie denoise `x̂₀` (one more NFE).
-    pub fn denoise_final(mut self, on: bool) -> Self {
-        self.denoise_final = on;
+    /// Which final steps run at a lower order (see [`FinalOrder`]).
+    pub fn final_order(mut self, rule: FinalOrder) -> Self {
+        self.method.final_order = rule;
         self
     }
-    /// The grid.
-    pub fn grid(&self) -> &TimeGrid<F> {
-        &self.grid
+    /// Where the run ends, as diffusers' `final_sigmas_type`: [`FinalSigmas::Zero`] turns on
+    /// the final Tweedie denoise ([`GridSampler::denoise_final`]) and makes
+    /// [`FinalOrder::Diffusers`] count it as the last model call; [`FinalSigmas::SigmaMin`]
+    /// turns it off (the grid ends at `t = 1/N`).
+    pub fn final_sigmas(mut self, last: FinalSigmas) -> Self {
+        let zero = last == FinalSigmas::Zero;
+        self.method.final_zero = zero;
+        self.denoise_final = zero;
+        self
+    }
+    /// The SDE variant takes step `i`'s noise from entry `i` of `table` instead of the
+    /// per-row streams (see [`NoiseTable`]): to reproduce another library's run.
+    pub fn noise_table(mut self, table: NoiseTable<F>) -> Self {
+        self.method.noise = Some(table);
+        self
     }
 }
 
-impl<F: Real, S: MarginalSde<F>> Sampler<F> for DpmSolverPp<F, S> {
-    fn run_observed(
-        &self,
-        model: &dyn ScoreModel<F>,
-        x: Array2<F>,
-        rng: &mut dyn RngCore,
-        observer: &mut dyn Observer<F>,
-    ) -> Result<Run<F>> {
-        check_initial(model, &x.view())?;
-        let sched = self.sde.schedule();
-        let mut x = super::standard_layout(x);
-        let shape = x.raw_dim();
-        let mut m0 = Array2::<F>::zeros(shape);
-        let mut m1 = if self.order >= 2 {
-            Array2::<F>::zeros(shape)
-        } else {
-            Array2::zeros((0, 0))
-        };
-        let mut m2 = if self.order >= 3 {
-            Array2::<F>::zeros(shape)
-        } else {
-            Array2::zeros((0, 0))
-        };
-        let sde = self.variant == DpmVariant::Sde;
-        let (mut z, mut noise) = step_noise(sde, (shape[0], shape[1]), rng);
-        let n = self.grid.steps();
-        let (mut h0, mut h1) = (F::zero(), F::zero());
-        let half = F::lit(0.5);
-        let mut nfe = 0;
-        for (i, (t, s)) in self.grid.pairs().enumerate() {
-            // Rotate the history: m2 ← m1 ← m0, then the fresh prediction into m0.
-            if self.order >= 3 {
-                std::mem::swap(&mut m2, &mut m1);
-            }
-            if self.order >= 2 {
-                std::mem::swap(&mut m1, &mut m0);
-            }
-            data_prediction(model, sched, x.view(), t, m0.view_mut())?;
-            nfe += 1;
-            let mut k = self.order.min(i + 1);
-            if self.lower_order_final {
-                k = k.min(n - i);
-            }
-            let (a_s, s_s, s_t) = (sched.alpha(s), sched.sigma(s), sched.sigma(t));
-            let h = sched.log_snr(s) - sched.log_snr(t);
-            if sde {
-                let em = -(-F::lit(2.0) * h).exp_m1(); // 1 − e^{−2h}
-                let r = s_s / s_t * (-h).exp();
-                let c0 = a_s * em;
-                let cz = s_s * em.max(F::zero()).sqrt();
-                noise.fill(z.view_mut());
-                if k == 1 {
-                    Zip::from(&mut x)
-                        .and(&m0)
-                        .and(&z)
-                        .for_each(|x, &d0, &z| *x = r * *x + c0 * d0 + cz * z);
-                } else {
-                    let c1 = half * c0 * h / h0;
-                    Zip::from(&mut x)
-                        .and(&m0)
-                        .and(&m1)
-                        .and(&z)
-                        .for_each(|x, &d0, &d1, &z| {
-                            *x = r * *x + c0 * d0 + c1 * (d0 - d1) + cz * z
-                        });
-                }
-            } else {
-                let r = s_s / s_t;
-                let phi = (-h).exp_m1();
-                let a = -a_s * phi;
-                let len = x.len();
-                match k {
-                    1 => zip_update!(len, Zip::from(&mut x).and(&m0), |x, &d0| *x =
-                        r * *x + a * d0),
-                    2 => {
-                        // −½ α_s φ (D₀ − D₋₁)/r₀ with r₀ = h₀/h.
-                        let c1 = half * a * h / h0;
-                        zip_update!(len, Zip::from(&mut x).and(&m0).and(&m1), |x, &d0, &d1| *x =
-                            r * *x + a * d0 + c1 * (d0 - d1));
-                    }
-                    _ => {
-                        let (r0, r1) = (h0 / h, h1 / h);
-                        let b = a_s * (phi / h + F::one());
-                        let mut c = -a_s * ((phi + h) / (h * h) - half);
-                        if self.third == ThirdOrder::Taylor {
-                            c = c + c;
-                        }
-                        let w = r0 / (r0 + r1);
-                        let inv = F::one() / (r0 + r1);
-                        zip_update!(
-                            len,
-                            Zip::from(&mut x).and(&m0).and(&m1).and(&m2),
-                            |x, &d0, &d1, &d2| {
-                                let e0 = (d0 - d1) / r0;
-                                let e1 = (d1 - d2) / r1;
-                                let big1 = e0 + w * (e0 - e1);
-                                let big2 = inv * (e0 - e1);
-                                *x = r * *x + a * d0 + b * big1 + c * big2;
-                            }
-                        );
-                    }
-                }
-            }
-            h1 = h0;
-            h0 = h;
-            crate::observe::after_step(observer, i + 1, s, &mut x)?;
-        }
-        if self.denoise_final {
-            let t = self.grid.times()[n];
-            data_prediction(model, sched, x.view(), t, m0.view_mut())?;
-            nfe += 1;
-            x.assign(&m0);
-        }
-        Ok(Run::new(x, nfe, n))
-    }
-    fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
-        self.sde.sample_prior(n, dim, rng)
+impl<F: Real> GridSampler<F, DpmSolverPpStep<F, LinearSde<F, DiscreteVp<F>>>> {
+    /// DPM-Solver++ as diffusers' `DPMSolverMultistepScheduler` runs it on the same β
+    /// table: order 2, the ODE variant, diffusers' lower-order final steps
+    /// ([`FinalOrder::Diffusers`]), diffusers' third-order coefficient
+    /// ([`ThirdOrder::Diffusers`], for `.order(3)`), and the grid and final step of
+    /// `timesteps` ([`DiffusersTimesteps::grid`](crate::grid::DiffusersTimesteps::grid)).
+    /// `.variant(DpmVariant::Sde)` is `algorithm_type="sde-dpmsolver++"`.
+    ///
+    /// ```
+    /// use score_sde::grid::{DiffusersFamily, DiffusersTimesteps};
+    /// use score_sde::prelude::*;
+    /// use score_sde::sample::DpmSolverPp;
+    /// use score_sde::sde::LinearSde;
+    /// let sde = LinearSde::new(DiscreteVp::<f64>::ddpm_linear(1000, 1e-4, 0.02)?);
+    /// let cfg = DiffusersTimesteps::new(DiffusersFamily::Multistep, 20);
+    /// let solver = DpmSolverPp::diffusers(sde, &cfg)?;
+    /// assert_eq!(solver.nfe(), Some(20)); // 19 steps and the final denoise
+    /// # Ok::<(), score_sde::Error>(())
+    /// ```
+    pub fn diffusers(
+        sde: LinearSde<F, DiscreteVp<F>>,
+        timesteps: &DiffusersTimesteps,
+    ) -> Result<Self> {
+        let grid = timesteps.grid(sde.schedule())?;
+        Ok(Self::new(sde, grid)?
+            .third_order(ThirdOrder::Diffusers)
+            .final_order(FinalOrder::Diffusers)
+            .final_sigmas(timesteps.final_sigmas))
     }
 }

@@ -1,8 +1,26 @@
 //! Samplers: turn a score model and an initial batch into samples.
 //!
-//! [`Sampler`] is the one interface; the samplers implementing it (reverse-time SDE,
-//! ancestral, predictor–corrector, Langevin MCMC, probability-flow ODE solvers, DDIM,
-//! DPM-Solver++, EDM) live in submodules of this folder.
+//! [`Sampler`] is the one interface. Every sampler here is a [`StepMethod`] — one step on
+//! the batch — run by the one driver [`GridSampler`], which owns the checks, the noise
+//! streams, the NFE count, the observer calls (after every step and after the final
+//! denoise) and the initial state ([`driver`] explains the split). Each method is one file:
+//!
+//! | file | sampler (alias of `GridSampler`) | step method |
+//! |---|---|---|
+//! | `pc.rs`, `predictor.rs`, `corrector.rs` | [`Pc`]: reverse-time SDE predictors and Langevin correctors, either order | [`PcStep`] with open [`Predictor`] / [`Corrector`] traits |
+//! | `ddim.rs` | [`Ddim`] (η) | [`DdimStep`] |
+//! | `dpm_solver.rs` | [`DpmSolverPp`] (1, 2M, 3M, SDE) | [`DpmSolverPpStep`] |
+//! | `edm.rs` | [`EdmHeun`] (churn) | [`EdmHeunStep`] |
+//! | `euler_ancestral.rs` | [`EulerAncestral`] | [`EulerAncestralStep`] |
+//! | `dpm_adaptive.rs` | [`DpmAdaptive`] (DPM-Solver-12/-23 with error control; singlestep 2S/3S on a grid) | [`DpmAdaptiveStep`] |
+//! | `unipc.rs` | [`UniPc`] (bh1/bh2, orders 1–3) | [`UniPcStep`] |
+//! | `sde_adaptive.rs` | [`GottaGoFast`] (adaptive reverse SDE, EM + improved Euler) | [`GgfStep`] |
+//! | `pf_ode.rs` | [`ProbabilityFlow`] (fixed tableaux, adaptive; encode/decode) | [`PfOde`] |
+//! | `ula.rs`, `mala.rs`, `annealed.rs` | [`Ula`], [`Mala`], [`AnnealedLangevin`] | [`UlaStep`], [`MalaStep`], [`AnnealedLangevinStep`] |
+//!
+//! The reverse-time samplers and the probability-flow ODE work for any
+//! [`ForwardSde`](crate::ForwardSde), a non-linear drift included; DDIM, DPM-Solver++ and
+//! the EDM samplers work in `α`, `σ` and take a [`MarginalSde`](crate::sde::MarginalSde).
 //!
 //! ```
 //! use score_sde::prelude::*;
@@ -22,30 +40,50 @@
 //! # Ok::<(), score_sde::Error>(())
 //! ```
 
+mod annealed;
 pub mod corrector;
 pub mod ddim;
+pub mod dpm_adaptive;
 pub mod dpm_solver;
+pub mod driver;
 pub mod edm;
-pub mod langevin;
-pub mod noise;
-pub(crate) mod normal;
-pub mod ode;
+mod euler_ancestral;
+mod mala;
+mod noise_table;
 pub mod pc;
-pub mod reverse_sde;
+pub mod pf_ode;
+pub mod predictor;
+pub mod run_spec;
+pub mod sde_adaptive;
+mod ula;
+pub mod unipc;
 
-pub use corrector::{Corrector, LangevinCorrector, StepRule};
-pub use ddim::Ddim;
-pub use dpm_solver::{DpmSolverPp, DpmVariant, ThirdOrder};
-pub use edm::{EdmHeun, EulerAncestral};
-pub use langevin::{AnnealedLangevin, LogDensity, Mala, Ula};
-pub use noise::RowNoise;
-pub use ode::{Dopri5, FixedMethod, OdeRhs, OdeSolver, OdeStats, PfOdeRhs, ProbabilityFlow};
-pub use pc::Pc;
-pub use reverse_sde::Predictor;
+pub use crate::num::RowNoise;
+pub use crate::ode::{AdaptiveRk, Dopri5, FixedMethod};
+pub use annealed::{AnnealedLangevin, AnnealedLangevinStep};
+pub use corrector::{Corrector, CorrectorKind, LangevinCorrector, NoCorrector, StepRule};
+pub use ddim::{Ddim, DdimStep};
+pub use dpm_adaptive::{DpmAdaptive, DpmAdaptiveStep};
+pub use dpm_solver::{DpmSolverPp, DpmSolverPpStep, DpmVariant, FinalOrder, ThirdOrder};
+pub use driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
+pub use edm::{EdmHeun, EdmHeunStep};
+pub use euler_ancestral::{EulerAncestral, EulerAncestralStep};
+pub use mala::{Mala, MalaStep};
+pub use noise_table::NoiseTable;
+pub use pc::{Pc, PcOrder, PcStep};
+pub use pf_ode::{OdeSolver, PfOde, ProbabilityFlow};
+pub use predictor::{
+    AncestralSampling, EulerMaruyama, NoPredictor, PcBuffers, Predictor, PredictorKind,
+    ReverseDiffusion,
+};
+pub use run_spec::RunSpec;
+pub use sde_adaptive::{GgfStep, GottaGoFast};
+pub use ula::{Ula, UlaStep};
+pub use unipc::{UniPc, UniPcStep, UniPcVariant};
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::observe::{Chain, FiniteCheck, Observer};
 use crate::score::ScoreModel;
 use ndarray::{Array2, ArrayView2};
@@ -64,6 +102,8 @@ pub struct Run<F> {
     pub steps: usize,
     /// Metropolis acceptance rate, for samplers that have one.
     pub acceptance_rate: Option<f64>,
+    /// Rejected steps of an adaptive sampler (0 for fixed steps).
+    pub rejected: usize,
 }
 
 impl<F> Run<F> {
@@ -74,6 +114,7 @@ impl<F> Run<F> {
             nfe,
             steps,
             acceptance_rate: None,
+            rejected: 0,
         }
     }
     /// Attach an acceptance rate.
@@ -86,9 +127,10 @@ impl<F> Run<F> {
 /// A sampler: a score model, an initial batch and a random source in; samples and the
 /// number of score evaluations out. Object safe, so a sampler can be chosen at run time.
 ///
-/// Implementors write [`Sampler::run_observed`] (calling the observer after every step)
-/// and [`Sampler::initial_state`]; users call [`Sampler::sample`], [`Sampler::run`] or
-/// [`Sampler::run_with`], which check the state for NaN/inf after every step.
+/// [`GridSampler`] implements it once for every [`StepMethod`]; a sampler of your own is
+/// best written as a step method. Users call [`Sampler::sample`], [`Sampler::run`] or
+/// [`Sampler::run_with`], which check the state for NaN/inf after every step (and after
+/// the final denoise).
 pub trait Sampler<F: Real>: Send + Sync + Debug {
     /// Run from the initial batch `x` (rows are samples), calling `observer` after every step.
     fn run_observed(
@@ -136,6 +178,46 @@ pub trait Sampler<F: Real>: Send + Sync + Debug {
         let x = self.initial_state(n, dim, rng)?;
         self.run(model, x, rng)
     }
+
+    /// The initial states of rows `spec.rows` of the run `spec`: row `i` is row
+    /// `spec.rows.start + i` of the whole run's initial batch (see [`RunSpec`]).
+    ///
+    /// The default is [`Error::Unsupported`]; [`GridSampler`] implements it.
+    fn initial_rows(&self, spec: &RunSpec, dim: usize) -> Result<Array2<F>> {
+        let _ = (spec, dim);
+        Err(Error::Unsupported {
+            what: "initial_rows",
+            reason: format!("{self:?} does not implement row-addressable runs"),
+        })
+    }
+
+    /// Run rows `spec.rows` of the run `spec` from their initial states `x`: every step's
+    /// noise for row `i` comes from the stream of row `spec.rows.start + i`, so the result
+    /// is rows `spec.rows` of the whole run, bit for bit. Calls `observer` after every step.
+    ///
+    /// Errors with [`Error::Unsupported`] for a shard (not the whole run) of a sampler whose
+    /// rows interact. The default is [`Error::Unsupported`]; [`GridSampler`] implements it.
+    fn run_rows(
+        &self,
+        model: &dyn ScoreModel<F>,
+        x: Array2<F>,
+        spec: &RunSpec,
+        observer: &mut dyn Observer<F>,
+    ) -> Result<Run<F>> {
+        let _ = (model, x, spec, observer);
+        Err(Error::Unsupported {
+            what: "run_rows",
+            reason: format!("{self:?} does not implement row-addressable runs"),
+        })
+    }
+
+    /// Rows `spec.rows` of the run `spec`: [`Sampler::initial_rows`], then
+    /// [`Sampler::run_rows`] with the non-finite check. Shards of one run, made in any
+    /// order, processes or machines, concatenate to the whole run exactly ([`RunSpec`]).
+    fn sample_rows(&self, model: &dyn ScoreModel<F>, dim: usize, spec: &RunSpec) -> Result<Run<F>> {
+        let x = self.initial_rows(spec, dim)?;
+        self.run_rows(model, x, spec, &mut FiniteCheck)
+    }
 }
 
 impl<F: Real, S: Sampler<F> + ?Sized> Sampler<F> for Box<S> {
@@ -150,6 +232,18 @@ impl<F: Real, S: Sampler<F> + ?Sized> Sampler<F> for Box<S> {
     }
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         (**self).initial_state(n, dim, rng)
+    }
+    fn initial_rows(&self, spec: &RunSpec, dim: usize) -> Result<Array2<F>> {
+        (**self).initial_rows(spec, dim)
+    }
+    fn run_rows(
+        &self,
+        model: &dyn ScoreModel<F>,
+        x: Array2<F>,
+        spec: &RunSpec,
+        observer: &mut dyn Observer<F>,
+    ) -> Result<Run<F>> {
+        (**self).run_rows(model, x, spec, observer)
     }
 }
 

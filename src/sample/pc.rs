@@ -1,200 +1,287 @@
 //! The predictor–corrector sampler (Song et al. 2021, §4.2, Alg. 1; score_sde's
-//! `get_pc_sampler`).
+//! `get_pc_sampler`), for any [`ForwardSde`].
 //!
 //! Over a decreasing [`TimeGrid`] `T = t_0 > t_1 > … > t_n = t_min`, step `i` runs the
-//! corrector at `t_i` (its configured number of Langevin steps), then the predictor from
-//! `t_i` to `t_{i+1}` — corrector before predictor, as score_sde does. The last predictor
-//! step adds no noise (score_sde's `noise_removal`); [`Pc::denoise`] optionally applies
-//! Tweedie's `x̂_0 = (x + σ² s)/α` at `t_min` afterwards (one more score call).
+//! [`Predictor`] from `t_i` to `t_{i+1}` and the [`Corrector`] (its configured number of
+//! MCMC steps) at a grid time, in either order ([`PcOrder`]):
 //!
-//! NFE = `n · (1 + corrector steps) + [denoise]`. The observer is called after every grid
-//! step (step `i + 1`, time `t_{i+1}`) and, with denoising, once more as step `n + 1` at
-//! `t_min`.
+//! * [`PcOrder::CorrectorFirst`] (the default, as score_sde's code): the corrector at
+//!   `t_i`, then the predictor;
+//! * [`PcOrder::PredictorFirst`] (the paper's Algorithm 1): the predictor, then the
+//!   corrector at `t_{i+1}`.
+//!
+//! The last predictor step adds no noise (score_sde's `noise_removal`);
+//! [`GridSampler::denoise_final`] optionally applies Tweedie's `x̂_0 = (x + σ² s)/α` at
+//! `t_min` afterwards (one more score call). Predictor-only and corrector-only sampling are
+//! [`NoCorrector`](super::NoCorrector) / [`NoPredictor`](super::NoPredictor) (score_sde's
+//! `NoneCorrector` / `NonePredictor`).
+//!
+//! NFE = `n · (predictor + corrector steps) + [denoise]`. The observer is called after every
+//! grid step (step `i + 1`, time `t_{i+1}`) and, with denoising, once more as step `n + 1`
+//! at `t_min`.
 //!
 //! Differences from score_sde, all deliberate: the grid has `n + 1` points and the
 //! predictor's `dt` is the grid spacing (score_sde uses `linspace(T, eps, N)` with
 //! `dt = −1/N`, overshooting `eps` by one step); the reverse-diffusion predictor and the
 //! corrector's `α_i` use the exact transition of the continuous schedule instead of a table
 //! of `N` discrete betas indexed by `int(t (N−1)/T)`; noise comes from per-row streams
-//! ([`RowNoise`]).
+//! ([`RowNoise`](crate::num::RowNoise)).
 
-use super::corrector::{Corrector, LangevinCorrector, StepRule};
-use super::noise::RowNoise;
-use super::reverse_sde::{Buffers, Predictor, tweedie_step};
-use super::{Run, Sampler, check_initial};
-use crate::error::{Error, Result};
-use crate::float::Real;
+use super::corrector::{Corrector, CorrectorAt, CorrectorKind, LangevinCorrector, StepRule};
+use super::driver::{Advance, GridSampler, Plan, StepContext, StepInfo, StepMethod};
+use super::predictor::{PcBuffers, Predictor, PredictorKind};
+use crate::error::Result;
 use crate::grid::TimeGrid;
-use crate::observe::Observer;
-use crate::score::ScoreModel;
-use crate::sde::MarginalSde;
+use crate::num::Real;
+use crate::sde::ForwardSde;
 use ndarray::Array2;
 use rand::RngCore;
 use std::marker::PhantomData;
 
-/// Predictor–corrector sampling of a [`MarginalSde`] over a [`TimeGrid`].
-///
-/// Built with a validated consuming builder; with no corrector it is plain reverse-SDE
-/// sampling with the chosen [`Predictor`].
-///
-/// ```
-/// use score_sde::prelude::*;
-/// use score_sde::sample::{Pc, Predictor, StepRule};
-/// use rand::SeedableRng;
-/// let sde = VpSde::<f64>::default();
-/// let grid = TimeGrid::uniform(sde.schedule(), 100).unwrap();
-/// let pc = Pc::new(sde.clone(), grid).unwrap()
-///     .predictor(Predictor::ReverseDiffusion)
-///     .snr(0.05).unwrap()                 // adds score_sde's Langevin corrector
-///     .step_rule(StepRule::Sigma).unwrap()
-///     .denoise(true);
-/// let model = AnalyticScore::new(problems::ring2d::<f64>(), *sde.schedule());
-/// let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
-/// let run = pc.sample(&model, 200, 2, &mut rng).unwrap();
-/// assert_eq!(run.nfe, 100 * 2 + 1);
-/// assert!(Pc::new(sde.clone(), TimeGrid::uniform(sde.schedule(), 10).unwrap()).unwrap()
-///     .snr(-1.0).is_err());
-/// ```
+/// Which of predictor and corrector runs first in each grid step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum PcOrder {
+    /// Corrector at `t_i`, then the predictor to `t_{i+1}` (score_sde's `get_pc_sampler`).
+    #[default]
+    CorrectorFirst,
+    /// Predictor to `t_{i+1}`, then the corrector there (Song et al. 2021, Alg. 1).
+    PredictorFirst,
+}
+
+/// The step of a predictor–corrector sampler: a [`Predictor`] and a [`Corrector`] on an SDE.
 #[derive(Debug, Clone)]
-pub struct Pc<F: Real, S> {
+pub struct PcStep<F, S, P, C> {
     sde: S,
-    grid: TimeGrid<F>,
-    predictor: Predictor,
-    corrector: Corrector,
-    denoise: bool,
+    predictor: P,
+    corrector: C,
+    order: PcOrder,
     _f: PhantomData<fn() -> F>,
 }
 
-impl<F: Real, S: MarginalSde<F>> Pc<F, S> {
-    /// Euler–Maruyama predictor, no corrector, no final denoising. The grid must run
-    /// backwards in time (from `T` towards `t_min`) inside the SDE's time range.
-    pub fn new(sde: S, grid: TimeGrid<F>) -> Result<Self> {
-        if !grid.is_decreasing() {
-            return Err(Error::param(
-                "grid",
-                grid.times()[0].as_f64(),
-                "sampling grids must decrease in time (from T towards t_min)",
-            ));
-        }
-        for &t in grid.times() {
-            sde.schedule().check_t(t)?;
-        }
+impl<F: Real, S: ForwardSde<F>, P: Predictor<F>, C: Corrector<F>> PcStep<F, S, P, C> {
+    /// Predictor and corrector on `sde`, corrector first; both checked against the SDE.
+    pub fn new(sde: S, predictor: P, corrector: C) -> Result<Self> {
+        predictor.check(&sde)?;
+        corrector.check(&sde)?;
         Ok(Self {
             sde,
-            grid,
-            predictor: Predictor::EulerMaruyama,
-            corrector: Corrector::None,
-            denoise: false,
+            predictor,
+            corrector,
+            order: PcOrder::CorrectorFirst,
             _f: PhantomData,
         })
-    }
-    /// Choose the predictor.
-    pub fn predictor(mut self, p: Predictor) -> Self {
-        self.predictor = p;
-        self
-    }
-    /// Choose the corrector ([`Corrector::None`] for plain predictor sampling).
-    pub fn corrector(mut self, c: Corrector) -> Self {
-        self.corrector = c;
-        self
-    }
-    fn langevin(&self) -> Result<LangevinCorrector> {
-        match self.corrector {
-            Corrector::Langevin(c) => Ok(c),
-            _ => LangevinCorrector::new(0.16),
-        }
-    }
-    /// Set the Langevin corrector's snr (`> 0`), adding score_sde's Langevin corrector
-    /// (one step, batch-mean rule) if there is none.
-    pub fn snr(mut self, snr: f64) -> Result<Self> {
-        self.corrector = Corrector::Langevin(self.langevin()?.with_snr(snr)?);
-        Ok(self)
-    }
-    /// Set the Langevin corrector's steps per grid time (`≥ 1`), adding the default
-    /// corrector (snr 0.16) if there is none.
-    pub fn corrector_steps(mut self, n: usize) -> Result<Self> {
-        self.corrector = Corrector::Langevin(self.langevin()?.steps(n)?);
-        Ok(self)
-    }
-    /// Set the Langevin corrector's step rule, adding the default corrector if there is none.
-    pub fn step_rule(mut self, rule: StepRule) -> Result<Self> {
-        self.corrector = Corrector::Langevin(self.langevin()?.rule(rule)?);
-        Ok(self)
-    }
-    /// Apply Tweedie denoising at `t_min` after the last step (one more score call).
-    pub fn denoise(mut self, on: bool) -> Self {
-        self.denoise = on;
-        self
     }
     /// The SDE.
     pub fn sde(&self) -> &S {
         &self.sde
     }
-    /// The grid.
-    pub fn grid(&self) -> &TimeGrid<F> {
-        &self.grid
-    }
     /// The predictor.
-    pub fn predictor_kind(&self) -> Predictor {
-        self.predictor
+    pub fn predictor(&self) -> &P {
+        &self.predictor
     }
     /// The corrector.
-    pub fn corrector_kind(&self) -> Corrector {
-        self.corrector
+    pub fn corrector(&self) -> &C {
+        &self.corrector
     }
-    /// Score calls a run makes.
-    pub fn nfe(&self) -> usize {
-        self.grid.steps() * (1 + self.corrector.nfe_per_step()) + usize::from(self.denoise)
+    /// The order of predictor and corrector.
+    pub fn order(&self) -> PcOrder {
+        self.order
+    }
+    fn correct(
+        &self,
+        ctx: &mut StepContext<'_, F>,
+        buf: &mut PcBuffers<F>,
+        x: &mut Array2<F>,
+        step: &StepInfo<F>,
+        t: F,
+    ) -> Result<()> {
+        let n = self.corrector.steps();
+        if n == 0 {
+            return Ok(());
+        }
+        // α_i of the step's interval (see `corrector`'s docs): 1 without a linear schedule.
+        let alpha_i = self.sde.linear_schedule().map_or(F::one(), |sch| {
+            let (a, _) = sch.transition(step.t_next, step.t);
+            a * a
+        });
+        for _ in 0..n {
+            let at = CorrectorAt { t, alpha_i };
+            self.corrector.correct(&self.sde, ctx, buf, x, at)?;
+        }
+        Ok(())
     }
 }
 
-impl<F: Real, S: MarginalSde<F>> Sampler<F> for Pc<F, S> {
-    fn run_observed(
-        &self,
-        model: &dyn ScoreModel<F>,
-        mut x: Array2<F>,
-        rng: &mut dyn RngCore,
-        observer: &mut dyn Observer<F>,
-    ) -> Result<Run<F>> {
-        check_initial(model, &x.view())?;
-        let (n, d) = x.dim();
-        let mut noise = RowNoise::from_rng(rng, n);
-        // State, score, and a noise buffer only for the corrector (whose step size needs the
-        // noise norms before the update): the predictors draw noise inside their update.
-        let mut buf = match self.corrector {
-            Corrector::None => Buffers::score_only(n, d),
-            _ => Buffers::new(n, d),
-        };
-        let sch = self.sde.schedule();
-        let steps = self.grid.steps();
-        let mut nfe = 0;
-        for (i, (t, t_next)) in self.grid.pairs().enumerate() {
-            if let Corrector::Langevin(c) = &self.corrector {
-                let r = sch.alpha(t) / sch.alpha(t_next);
-                let alpha_i = r * r;
-                let sigma = sch.sigma(t);
-                for _ in 0..c.n_steps() {
-                    c.step(model, &mut x, t, alpha_i, sigma, &mut noise, &mut buf)?;
-                    nfe += 1;
-                }
-            }
-            let last = i + 1 == steps;
-            self.predictor.step(
-                &self.sde, model, &mut x, t, t_next, last, &mut noise, &mut buf,
-            )?;
-            nfe += 1;
-            crate::observe::after_step(observer, i + 1, t_next, &mut x)?;
-        }
-        if self.denoise {
-            let t_end = self.grid.times()[steps];
-            tweedie_step(&self.sde, model, &mut x, t_end, &mut buf)?;
-            nfe += 1;
-            crate::observe::after_step(observer, steps + 1, t_end, &mut x)?;
-        }
-        Ok(Run::new(x, nfe, steps))
-    }
+impl<F: Real, S: ForwardSde<F>, P: Predictor<F>, C: Corrector<F>> StepMethod<F>
+    for PcStep<F, S, P, C>
+{
+    type State = PcBuffers<F>;
 
+    fn check_plan(&self, plan: &Plan<F>) -> Result<()> {
+        plan.check_sampling_grid(self.sde.t_range())
+    }
+    fn is_stochastic(&self) -> bool {
+        true
+    }
     fn initial_state(&self, n: usize, dim: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         self.sde.sample_prior(n, dim, rng)
+    }
+    fn initial_rows(
+        &self,
+        seed: u64,
+        rows: std::ops::Range<usize>,
+        dim: usize,
+    ) -> Result<Array2<F>> {
+        self.sde.sample_prior_rows(seed, rows, dim)
+    }
+    fn init(&self, _: &mut StepContext<'_, F>, x: &Array2<F>, _: &Plan<F>) -> Result<Self::State> {
+        Ok(PcBuffers::new(x.nrows(), x.ncols()))
+    }
+    fn step(
+        &self,
+        ctx: &mut StepContext<'_, F>,
+        buf: &mut PcBuffers<F>,
+        x: &mut Array2<F>,
+        step: &StepInfo<F>,
+    ) -> Result<Advance<F>> {
+        match self.order {
+            PcOrder::CorrectorFirst => {
+                self.correct(ctx, buf, x, step, step.t)?;
+                self.predictor.predict(&self.sde, ctx, buf, x, step)?;
+            }
+            PcOrder::PredictorFirst => {
+                self.predictor.predict(&self.sde, ctx, buf, x, step)?;
+                self.correct(ctx, buf, x, step, step.t_next)?;
+            }
+        }
+        Ok(Advance::Reached)
+    }
+    fn marginal(&self, t: F) -> Option<(F, F)> {
+        self.sde
+            .linear_schedule()
+            .map(|sch| (sch.alpha(t), sch.sigma(t)))
+    }
+    fn nfe_per_step(&self) -> Option<usize> {
+        self.predictor.nfe().checked_add(self.corrector.steps())
+    }
+    fn is_batch_independent(&self) -> bool {
+        self.corrector.is_batch_independent()
+    }
+}
+
+/// Predictor–corrector sampling of a [`ForwardSde`] over a [`TimeGrid`]: the
+/// [`GridSampler`] of a [`PcStep`] (see the [module docs](self)).
+///
+/// Built with a validated consuming builder; with no corrector it is plain reverse-SDE
+/// sampling with the chosen predictor.
+///
+/// ```
+/// use score_sde::prelude::*;
+/// use score_sde::sample::{Pc, PcOrder, PredictorKind, StepRule};
+/// use rand::SeedableRng;
+/// let sde = VpSde::<f64>::default();
+/// let grid = TimeGrid::uniform(sde.schedule(), 100).unwrap();
+/// let pc = Pc::new(sde.clone(), grid).unwrap()
+///     .predictor(PredictorKind::ReverseDiffusion).unwrap()
+///     .snr(0.05).unwrap()                 // adds score_sde's Langevin corrector
+///     .step_rule(StepRule::Sigma).unwrap()
+///     .order(PcOrder::PredictorFirst)     // the paper's Algorithm 1
+///     .denoise_final(true);
+/// let model = AnalyticScore::new(problems::ring2d::<f64>(), *sde.schedule());
+/// let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
+/// let run = pc.sample(&model, 200, 2, &mut rng).unwrap();
+/// assert_eq!(run.nfe, 100 * 2 + 1);
+/// assert_eq!(pc.nfe(), Some(run.nfe));
+/// assert!(Pc::new(sde.clone(), TimeGrid::uniform(sde.schedule(), 10).unwrap()).unwrap()
+///     .snr(-1.0).is_err());
+/// ```
+pub type Pc<F, S, P = PredictorKind, C = CorrectorKind> = GridSampler<F, PcStep<F, S, P, C>>;
+
+impl<F: Real, S: ForwardSde<F>> GridSampler<F, PcStep<F, S, PredictorKind, CorrectorKind>> {
+    /// Euler–Maruyama predictor, no corrector, no final denoising. The grid must run
+    /// backwards in time (from `T` towards `t_min`) inside the SDE's time range.
+    pub fn new(sde: S, grid: TimeGrid<F>) -> Result<Self> {
+        let step = PcStep::new(sde, PredictorKind::EulerMaruyama, CorrectorKind::None)?;
+        GridSampler::with_grid(step, grid)
+    }
+}
+
+impl<F: Real, S: ForwardSde<F>, P: Predictor<F>, C: Corrector<F>>
+    GridSampler<F, PcStep<F, S, P, C>>
+{
+    /// Choose the predictor (checked against the SDE: ancestral sampling needs a linear one).
+    pub fn predictor<Q: Predictor<F>>(self, p: Q) -> Result<Pc<F, S, Q, C>> {
+        p.check(&self.method.sde)?;
+        let m = self.method;
+        Ok(GridSampler {
+            method: PcStep {
+                sde: m.sde,
+                predictor: p,
+                corrector: m.corrector,
+                order: m.order,
+                _f: PhantomData,
+            },
+            plan: self.plan,
+            denoise_final: self.denoise_final,
+        })
+    }
+    /// Choose the corrector ([`CorrectorKind::None`] or
+    /// [`NoCorrector`](super::NoCorrector) for plain predictor sampling).
+    pub fn corrector<D: Corrector<F>>(self, c: D) -> Result<Pc<F, S, P, D>> {
+        c.check(&self.method.sde)?;
+        let m = self.method;
+        Ok(GridSampler {
+            method: PcStep {
+                sde: m.sde,
+                predictor: m.predictor,
+                corrector: c,
+                order: m.order,
+                _f: PhantomData,
+            },
+            plan: self.plan,
+            denoise_final: self.denoise_final,
+        })
+    }
+    /// Corrector first (score_sde's code, the default) or predictor first (the paper's Alg. 1).
+    pub fn order(mut self, order: PcOrder) -> Self {
+        self.method.order = order;
+        self
+    }
+    /// The SDE.
+    pub fn sde(&self) -> &S {
+        &self.method.sde
+    }
+}
+
+impl<F: Real, S: ForwardSde<F>, P: Predictor<F>> GridSampler<F, PcStep<F, S, P, CorrectorKind>> {
+    fn langevin(&self) -> Result<LangevinCorrector> {
+        match self.method.corrector {
+            CorrectorKind::Langevin(c) => Ok(c),
+            _ => LangevinCorrector::new(0.16),
+        }
+    }
+    fn with_langevin(mut self, c: LangevinCorrector) -> Result<Self> {
+        let kind = CorrectorKind::Langevin(c);
+        <CorrectorKind as Corrector<F>>::check(&kind, &self.method.sde)?;
+        self.method.corrector = kind;
+        Ok(self)
+    }
+    /// Set the Langevin corrector's snr (`> 0`), adding score_sde's Langevin corrector
+    /// (one step, batch-mean rule) if there is none.
+    pub fn snr(self, snr: f64) -> Result<Self> {
+        let c = self.langevin()?.with_snr(snr)?;
+        self.with_langevin(c)
+    }
+    /// Set the Langevin corrector's steps per grid time (`≥ 1`), adding the default
+    /// corrector (snr 0.16) if there is none.
+    pub fn corrector_steps(self, n: usize) -> Result<Self> {
+        let c = self.langevin()?.steps(n)?;
+        self.with_langevin(c)
+    }
+    /// Set the Langevin corrector's step rule, adding the default corrector if there is none.
+    pub fn step_rule(self, rule: StepRule) -> Result<Self> {
+        let c = self.langevin()?.rule(rule)?;
+        self.with_langevin(c)
     }
 }

@@ -19,8 +19,7 @@
 //!
 //! proptest draws each case's `(kind, seed)`; the configuration itself comes from a rand 0.9
 //! generator seeded with it (`draw.rs`), since proptest's own generator is rand 0.10.
-//! Failures on issue 18's sampler-side list (fixed in the sampler driver) are counted apart
-//! and reported, not failed on; `regressions.rs` keeps them as `#[ignore]`d tests.
+//! Failing cases found are kept in `regressions.rs`.
 
 mod draw;
 mod regressions;
@@ -52,13 +51,9 @@ enum Outcome {
 }
 
 impl Outcome {
-    /// A failure this suite fails on (the sampler-side list excepted).
+    /// Anything but a pass.
     fn is_failure(&self) -> bool {
-        match self {
-            Outcome::Pass => false,
-            Outcome::Violation(v) => v.known.is_none(),
-            Outcome::Panic(_) | Outcome::TimeOut => true,
-        }
+        !matches!(self, Outcome::Pass)
     }
 }
 
@@ -128,7 +123,7 @@ fn config(cases: u32, seed: u64) -> Config {
 proptest! {
     #![proptest_config(config(CI_CASES, 18))]
 
-    /// The CI slice: every generated case passes (sampler-side known failures excepted).
+    /// The CI slice: every generated case passes.
     #[test]
     fn ci_slice((kind, seed) in case()) {
         let out = run_case(kind, seed);
@@ -149,7 +144,6 @@ struct Tally {
     panics: Vec<(usize, u64, String)>,
     timeouts: Vec<(usize, u64)>,
     silent: Vec<(usize, u64, String)>,
-    known: BTreeMap<&'static str, Vec<(usize, u64, String)>>,
 }
 
 /// The long mode: `FUZZ_CASES` (default 100 000) cases, a table of outcomes, and a failure
@@ -183,10 +177,7 @@ fn long_mode() {
             Outcome::Pass => *tally.passes.entry(KINDS[kind].0).or_default() += 1,
             Outcome::Panic(m) => tally.panics.push((kind, s, m)),
             Outcome::TimeOut => tally.timeouts.push((kind, s)),
-            Outcome::Violation(v) => match v.known {
-                Some(k) => tally.known.entry(k).or_default().push((kind, s, v.what)),
-                None => tally.silent.push((kind, s, v.what)),
-            },
+            Outcome::Violation(v) => tally.silent.push((kind, s, v.what)),
         }
         if (i + 1) % 10_000 == 0 {
             eprintln!("{} cases, {:.0} s", i + 1, start.elapsed().as_secs_f64());
@@ -217,16 +208,6 @@ fn long_mode() {
     }
     for (kind, s, m) in tally.silent.iter().take(20) {
         println!("  silent  {} seed {s}: {m}", KINDS[*kind].0);
-    }
-    println!("sampler-side (issue 18, the sampler driver's list):");
-    for (k, v) in &tally.known {
-        println!(
-            "  {k}: {} cases, e.g. {} seed {}: {}",
-            v.len(),
-            KINDS[v[0].0].0,
-            v[0].1,
-            v[0].2
-        );
     }
     assert!(
         tally.panics.is_empty() && tally.timeouts.is_empty() && tally.silent.is_empty(),

@@ -3,7 +3,7 @@
 //! A block of `B` rows is transposed to `X` (`D×B`, one contiguous run of rows per
 //! coordinate), so that every step below is a loop over contiguous rows that the
 //! compiler vectorises — including the exponentials, through the polynomial
-//! [`exp_poly`](crate::gmm::exp::PolyExp::exp_poly). Per component `k`, with the
+//! [`exp_poly`](crate::num::exp::PolyExp::exp_poly). Per component `k`, with the
 //! precision `P_k = (α² S_k + σ² I)⁻¹ = U_k diag(1/c_k) U_kᵀ` formed once per call:
 //!
 //! ```text
@@ -26,9 +26,8 @@
 //! ([`Isa`]) with that instruction set's vector width.
 
 use super::{Outputs, Parts, transpose};
-use crate::float::Real;
-use crate::gmm::exp::madd;
-use crate::simd::{Isa, PORTABLE_FMA};
+use crate::num::Real;
+use crate::num::exp::madd;
 use ndarray::{ArrayView2, s};
 
 /// Rows are processed in chunks of this many: a multiple of every SIMD width, so the
@@ -130,7 +129,7 @@ impl<F: Real> BlockWorkspace<F> {
 
     /// Per-call constants at `(α, σ)`, computed in f64 (skipped when the workspace
     /// already holds them: the same mixture at the same `(α, σ)` gives the same values).
-    fn set_up(&mut self, parts: &Parts<'_, F>, alpha: F, sigma: F) {
+    pub(super) fn set_up(&mut self, parts: &Parts<'_, F>, alpha: F, sigma: F) {
         let key = (
             parts.means.as_ptr() as usize,
             alpha.as_f64().to_bits(),
@@ -257,52 +256,14 @@ impl<F: Real> BlockWorkspace<F> {
     }
 }
 
-/// Evaluate on the rows of `x` with the copy of the loops compiled for `isa`.
-pub(crate) fn evaluate<F: Real>(
-    isa: Isa,
-    parts: &Parts<'_, F>,
-    alpha: F,
-    sigma: F,
-    x: ArrayView2<F>,
-    ws: &mut BlockWorkspace<F>,
-    out: &mut Outputs<'_, F>,
-) {
-    ws.set_up(parts, alpha, sigma);
-    match isa {
-        Isa::Portable => run::<F, PORTABLE_FMA, false>(parts.axis_aligned, x, ws, out),
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2Fma` is only produced by `Isa::detect` (and `available`)
-        // after checking that this CPU has AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { run_avx2_fma(parts.axis_aligned, x, ws, out) },
-    }
-}
-
-/// [`run`] compiled with AVX2 and FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2_fma<F: Real>(
-    axis_aligned: &[bool],
-    x: ArrayView2<F>,
-    ws: &mut BlockWorkspace<F>,
-    out: &mut Outputs<'_, F>,
-) {
-    run::<F, true, true>(axis_aligned, x, ws, out)
-}
-
-/// All blocks of `x`.
+/// All blocks of `x` for an untied mixture (the dispatch is in `dispatch`).
 #[inline(always)]
-fn run<F: Real, const FMA: bool, const AVX2: bool>(
+pub(super) fn run_untied<F: Real, const FMA: bool, const AVX2: bool>(
     axis_aligned: &[bool],
     x: ArrayView2<F>,
     ws: &mut BlockWorkspace<F>,
     out: &mut Outputs<'_, F>,
 ) {
-    if ws.tied {
-        return super::tied::run::<F, FMA, AVX2>(x, ws, out);
-    }
     let n = x.nrows();
     let need_g = out.score.is_some() || out.laplacian.is_some();
     let need_sq = out.laplacian.is_some();

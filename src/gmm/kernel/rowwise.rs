@@ -13,7 +13,7 @@
 //! diagonal covariances), a max-shifted log-sum-exp over components.
 
 use super::{Outputs, Parts};
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, s};
 

@@ -31,7 +31,7 @@
 //! path agrees with the fast one to rounding wherever both are finite (`kernel/tests.rs`).
 
 use super::{Outputs, Parts};
-use crate::float::Real;
+use crate::num::Real;
 use ndarray::{ArrayView2, Axis};
 
 /// A row whose result cannot be represented in the float type.

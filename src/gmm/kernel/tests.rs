@@ -16,11 +16,12 @@
 //! magnitude.
 
 use super::Outputs;
-use super::block::{self, BlockWorkspace};
+use super::block::BlockWorkspace;
+use super::dispatch;
 use super::rowwise::{self, RowWorkspace};
-use crate::float::Real;
 use crate::gmm::{GaussianMixture, problems};
-use crate::simd::Isa;
+use crate::num::Real;
+use crate::num::simd::Isa;
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, s};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -61,7 +62,7 @@ fn run_block<F: Real>(isa: Isa, gm: &GaussianMixture<F>, a: F, sg: F, x: ArrayVi
     // As `kernel::evaluate` with the instruction set fixed: the fast path, then the
     // scale-aware repair of the rows it flagged or could not represent.
     let mut out = ev.outputs();
-    block::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, &mut out);
+    dispatch::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, &mut out);
     if !out.all_finite() {
         super::safe::repair(&gm.parts(), a, sg, x, &mut out).expect("representable");
     }
@@ -372,7 +373,7 @@ fn strided_input_and_output() {
     let mut out = Array2::<f64>::zeros((400, 16));
     let mut ws = BlockWorkspace::new(gm.n_components(), gm.dim());
     for isa in Isa::available() {
-        block::evaluate(
+        dispatch::evaluate(
             isa,
             &gm.parts(),
             0.7,
@@ -611,7 +612,7 @@ fn run_one<F: Real>(
             ..Outputs::none()
         },
     };
-    block::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, &mut { out });
+    dispatch::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, &mut { out });
     ev
 }
 

@@ -26,8 +26,8 @@
 
 use super::Outputs;
 use super::block::{self, BlockWorkspace, CHUNK, matmul};
-use crate::float::Real;
-use crate::gmm::exp::madd;
+use crate::num::Real;
+use crate::num::exp::madd;
 use ndarray::{ArrayView2, s};
 
 /// All blocks of `x` on the tied path.

@@ -8,7 +8,7 @@
 //! negation flips the sign bit, as `-x` does), so the result is bit for bit that of the
 //! scalar loops, and a row's values do not depend on the tile it falls in.
 
-use crate::float::Real;
+use crate::num::Real;
 use std::any::TypeId;
 
 /// `s` as a slice of `T` when `F` is `T`.
@@ -311,7 +311,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd::Isa;
+    use crate::num::simd::Isa;
 
     /// Both transposes, every shape up to 17×19 (full tiles, ragged edges, none), against
     /// the definition, bit for bit (they only copy and negate).

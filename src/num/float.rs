@@ -32,8 +32,17 @@ use std::fmt::{Debug, Display};
 /// ```
 ///
 /// Sealed: the mixture kernel's vectorised exponential (`PolyExp`, crate-internal) and
-/// the vectorised Box–Muller transform of [`RowNoise`](crate::sample::RowNoise)
+/// the vectorised Box–Muller transform of [`RowNoise`](crate::num::RowNoise)
 /// (`BoxMuller`, crate-internal) are supertraits, implemented for `f32` and `f64` only.
+///
+/// **Other float types** (`f16`, `bf16`, a double-double) would need, inside the crate:
+/// `ndarray::NdFloat` and `num_traits::Float` for the type (the `half` crate provides the
+/// latter; `NdFloat` needs `ScalarOperand` and `LinalgScalar`); a `PolyExp` implementation
+/// (Cody–Waite reduction constants and a Taylor degree for its precision, `num::exp`); a
+/// `BoxMuller` implementation (how many 32-bit words make a uniform, the `ln` and
+/// `sin`/`cos` polynomial degrees for its epsilon, `num::normal`); and, for speed, a SIMD
+/// width in the kernel's tile shapes (`gmm::kernel`). Everything above `num` is generic
+/// over `Real` and needs no change.
 pub trait Real:
     NdFloat
     + Float
@@ -45,8 +54,8 @@ pub trait Real:
     + Send
     + Sync
     + 'static
-    + crate::gmm::exp::PolyExp
-    + crate::sample::normal::BoxMuller
+    + crate::num::exp::PolyExp
+    + crate::num::normal::BoxMuller
 {
     /// Machine epsilon of the type.
     const EPS: Self;

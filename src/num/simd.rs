@@ -11,14 +11,24 @@
 //! none, so a copy for it could not be tested.
 
 /// An instruction-set level the kernel has a compiled copy for.
+///
+/// The wide variant carries an [`Avx2Fma`] token that only [`Isa::detect`] can make (its
+/// field is private to this module), so code matching on `Isa::Avx2Fma(_)` may call the
+/// `#[target_feature(enable = "avx2,fma")]` copies: the token is the proof that the CPU
+/// has them. No other module can construct the variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Isa {
     /// The target's baseline (SSE2 on x86-64, NEON on aarch64, ...).
     Portable,
-    /// x86-64 with AVX2 and FMA.
+    /// x86-64 with AVX2 and FMA, proven by run-time detection.
     #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
+    Avx2Fma(Avx2Fma),
 }
+
+/// Proof that the running CPU has AVX2 and FMA: made only by [`Isa::detect`].
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Avx2Fma(());
 
 impl Isa {
     /// The best level this CPU supports (`std` caches the CPUID query).
@@ -29,7 +39,7 @@ impl Isa {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
-                return Isa::Avx2Fma;
+                return Isa::Avx2Fma(Avx2Fma(()));
             }
         }
         Isa::Portable

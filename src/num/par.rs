@@ -7,10 +7,10 @@
 //! samples are bit-identical (`tests/parallel.rs`). Reductions over rows
 //! ([`block_sums`]) add per-block partial sums in block order, never in completion order.
 //!
-//! Randomness is per row ([`RowNoise`](crate::sample::RowNoise)): a row's noise does not
+//! Randomness is per row ([`RowNoise`](crate::num::RowNoise)): a row's noise does not
 //! depend on which thread draws it.
 
-use crate::float::Real;
+use super::float::Real;
 use ndarray::{ArrayView2, ArrayViewMut, Axis, Dimension, Zip};
 
 /// Rows per parallel block: a multiple of the mixture kernel's own block (so a row meets the
@@ -101,7 +101,7 @@ macro_rules! zip_update {
     ($n:expr, $zip:expr, $f:expr) => {{
         #[cfg(feature = "rayon")]
         {
-            if $n > $crate::par::ROW_BLOCK {
+            if $n > $crate::num::par::ROW_BLOCK {
                 $zip.par_for_each($f)
             } else {
                 $zip.for_each($f)

@@ -38,10 +38,10 @@
 //! independence check. The samplers' fused update (noise drawn inside the update loop)
 //! uses a fixed-size stack buffer per 16 rows: no noise buffer the size of the batch and no allocation per call.
 
+use super::float::Real;
 use super::normal::{Isa, LANES, Lanes, PORTABLE_FMA, splitmix64};
-use crate::float::Real;
 #[cfg(feature = "rayon")]
-use crate::par::ROW_BLOCK;
+use super::par::ROW_BLOCK;
 #[cfg(feature = "rayon")]
 use ndarray::Axis;
 use ndarray::{ArrayView2, ArrayViewMut2, s};
@@ -307,9 +307,9 @@ fn fill_block<F: Real>(isa: Isa, gens: &mut [Lanes], out: ArrayViewMut2<F>) {
     match isa {
         Isa::Portable => fill_rows::<F, PORTABLE_FMA>(gens, out),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2Fma` is only produced by `Isa::detect` (and `available`)
+        // SAFETY: `Isa::Avx2Fma` carries a token only `Isa::detect` (hence `available`) makes,
         // after checking that this CPU has AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { fill_rows_avx2_fma(gens, out) },
+        Isa::Avx2Fma(_) => unsafe { fill_rows_avx2_fma(gens, out) },
     }
 }
 
@@ -335,7 +335,7 @@ fn update_block<F: Real, G: Fn(F, F, F) -> F>(
         Isa::Portable => update_rows::<F, PORTABLE_FMA, G>(gens, x, s, f),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `fill_block`.
-        Isa::Avx2Fma => unsafe { update_rows_avx2_fma(gens, x, s, f) },
+        Isa::Avx2Fma(_) => unsafe { update_rows_avx2_fma(gens, x, s, f) },
     }
 }
 
@@ -393,16 +393,19 @@ impl std::fmt::Debug for RowNoise {
 impl RowNoise {
     /// `rows` streams derived from `seed`.
     pub fn new(seed: u64, rows: usize) -> Self {
-        Self::from_row(seed, 0, rows)
+        Self::for_rows(seed, 0, rows)
     }
     /// Row `row`'s stream of the batch seeded with `seed`, alone (as row 0 of a one-row
     /// `RowNoise`; the other lanes of its chunk are seeded as its successors).
     #[cfg(test)]
     pub(crate) fn single(seed: u64, row: usize) -> Self {
-        Self::from_row(seed, row, 1)
+        Self::for_rows(seed, row, 1)
     }
-    /// The streams of rows `first..first + rows` of the batch seeded with `seed`.
-    fn from_row(seed: u64, first: usize, rows: usize) -> Self {
+    /// The streams of rows `first..first + rows` of the batch seeded with `seed`: row `i`
+    /// here draws exactly what row `first + i` of `RowNoise::new(seed, first + rows)`
+    /// draws, so a run can be split into row ranges (processes, machines) and give the
+    /// same numbers as one run.
+    pub fn for_rows(seed: u64, first: usize, rows: usize) -> Self {
         let base = splitmix64(seed);
         let mut gens = vec![Lanes::zeroed(); rows.div_ceil(LANES)];
         for (c, g) in gens.iter_mut().enumerate() {
@@ -451,7 +454,18 @@ impl RowNoise {
     /// in the same order as [`RowNoise::fill`]: an update and its noise in one pass, with
     /// no noise buffer. Rows beyond the streams are left untouched. Parallel in row blocks
     /// with the `rayon` feature (the same draws for any thread count).
-    pub(crate) fn update<F: Real>(
+    ///
+    /// ```
+    /// use score_sde::num::RowNoise;
+    /// use ndarray::Array2;
+    /// // x ← x + 0.1 s + z, the noise drawn in the same pass.
+    /// let (mut x, s) = (Array2::<f64>::zeros((3, 2)), Array2::<f64>::ones((3, 2)));
+    /// RowNoise::new(7, 3).update(x.view_mut(), s.view(), |x, s, z| x + 0.1 * s + z);
+    /// let mut z = Array2::<f64>::zeros((3, 2));
+    /// RowNoise::new(7, 3).fill(z.view_mut()); // the same draws as `update` used
+    /// assert!((&x - &(&z + 0.1)).iter().all(|e| e.abs() < 1e-15));
+    /// ```
+    pub fn update<F: Real>(
         &mut self,
         x: ArrayViewMut2<F>,
         s: ArrayView2<F>,

@@ -47,8 +47,8 @@
 //! With FMA the multiply-adds round once instead of twice, so the two copies may differ
 //! in the last bits (a few ulps; tested); each copy on its own is deterministic.
 
-use crate::gmm::exp::madd;
-pub(crate) use crate::simd::{Isa, PORTABLE_FMA};
+use super::exp::madd;
+pub(crate) use super::simd::{Isa, PORTABLE_FMA};
 
 /// Rows per chunk: a multiple of every SIMD width (8 `u32`/`f32` or 4 `f64` per AVX2
 /// register), two registers per state word so that two independent chains are in flight.

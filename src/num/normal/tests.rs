@@ -80,7 +80,7 @@ fn ln32(isa: Isa, x: &mut [f32; LANES]) {
         Isa::Portable => neg_two_ln_f32::<false, LANES>(x),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` comes from `Isa::available`, which checked the CPU.
-        Isa::Avx2Fma => unsafe { ln32_fma(x) },
+        Isa::Avx2Fma(_) => unsafe { ln32_fma(x) },
     }
 }
 fn ln64(isa: Isa, x: &mut [f64; LANES]) {
@@ -88,7 +88,7 @@ fn ln64(isa: Isa, x: &mut [f64; LANES]) {
         Isa::Portable => neg_two_ln_f64::<false, LANES>(x),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2Fma => unsafe { ln64_fma(x) },
+        Isa::Avx2Fma(_) => unsafe { ln64_fma(x) },
     }
 }
 fn cis32(isa: Isa, b: &[u32; LANES], c: &mut [f32; LANES], s: &mut [f32; LANES]) {
@@ -96,7 +96,7 @@ fn cis32(isa: Isa, b: &[u32; LANES], c: &mut [f32; LANES], s: &mut [f32; LANES])
         Isa::Portable => cis_f32::<false, LANES>(b, c, s),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2Fma => unsafe { cis32_fma(b, c, s) },
+        Isa::Avx2Fma(_) => unsafe { cis32_fma(b, c, s) },
     }
 }
 fn cis64(isa: Isa, b: &[u64; LANES], c: &mut [f64; LANES], s: &mut [f64; LANES]) {
@@ -104,7 +104,7 @@ fn cis64(isa: Isa, b: &[u64; LANES], c: &mut [f64; LANES], s: &mut [f64; LANES])
         Isa::Portable => cis_f64::<false, LANES>(b, c, s),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2Fma => unsafe { cis64_fma(b, c, s) },
+        Isa::Avx2Fma(_) => unsafe { cis64_fma(b, c, s) },
     }
 }
 
