@@ -239,7 +239,7 @@ fn spread(reports: &[Report]) -> (f64, f64, f64) {
 /// Deviation from the converged flow of the same noise, relative to the Monte-Carlo spread:
 /// max of SW1(x, x*)/mean SW1 floor, ‖cov x − cov x*‖_F / mean cov floor, |gap − gap*| / sd gap.
 fn paired(p: &Problem, x: &Array2<f64>, r: &Report) -> Result<(f64, f64, f64, f64)> {
-    let dirs = random_directions(Reference::SW_DIRECTIONS, x.ncols(), 4242);
+    let dirs = random_directions(Reference::SW_DIRECTIONS, x.ncols(), 4242)?;
     let sw = sliced_w1(x.view(), p.x_star.view(), dirs.view())?;
     let c = sample_covariance(x.view())? - sample_covariance(p.x_star.view())?;
     let cov = c.mapv(|v| v * v).sum().sqrt();

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::num::Real;
-use ndarray::{Array2, ArrayBase, ArrayView2, Data, Dimension};
+use ndarray::{ArrayBase, ArrayView2, Data, Dimension};
 
 /// `true` if every entry is finite, in one pass that vectorises on contiguous arrays:
 /// `v · 0` is `0` for finite `v` and NaN for ±∞ or NaN, so the sum of those terms is finite
@@ -100,25 +100,127 @@ pub(crate) fn unit_interval<F: Real>(name: &'static str, v: F) -> Result<F> {
     }
 }
 
-/// A zeroed `n × d` batch, or a typed error when the size overflows `usize` or the memory
-/// cannot be reserved — checked before anything is allocated, so a count from a user or a
-/// file never aborts the process.
-pub(crate) fn zeros_batch<F: Real>(what: &'static str, n: usize, d: usize) -> Result<Array2<F>> {
+// ------------------------------------------------------------------ counts and allocations
+
+/// Allocations of more bytes than this are also checked against the memory the system
+/// reports as available: a request the allocator grants lazily (Linux overcommits) is
+/// killed by the out-of-memory killer when it is filled, which is an abort, not an error.
+const LARGE_ALLOCATION: u128 = 1 << 30;
+
+/// `a + b`, or [`Error::TooLarge`] naming `what` if it overflows `usize`.
+pub(crate) fn add_count(what: &'static str, a: usize, b: usize) -> Result<usize> {
+    a.checked_add(b).ok_or_else(|| Error::TooLarge {
+        what,
+        reason: format!("{a} + {b} overflows usize"),
+    })
+}
+
+/// The product of `dims` as a count of elements, or [`Error::TooLarge`].
+pub(crate) fn elements(what: &'static str, dims: &[usize]) -> Result<usize> {
+    dims.iter().try_fold(1usize, |n, &d| {
+        n.checked_mul(d).ok_or_else(|| Error::TooLarge {
+            what,
+            reason: format!("shape {dims:?} has more elements than usize can count"),
+        })
+    })
+}
+
+/// Bytes the system reports as available (Linux: `MemAvailable` + `SwapFree` from
+/// `/proc/meminfo`, capped by a cgroup v2 `memory.max` minus `memory.current`), or `None`
+/// where that is not known.
+fn available_memory() -> Option<u128> {
+    let kib = |text: &str, key: &str| -> Option<u128> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        let n: u128 = line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(n * 1024)
+    };
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let mut avail = kib(&info, "MemAvailable:")? + kib(&info, "SwapFree:").unwrap_or(0);
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    if let (Some(max), Some(cur)) = (
+        read("/sys/fs/cgroup/memory.max"),
+        read("/sys/fs/cgroup/memory.current"),
+    ) {
+        if let (Ok(max), Ok(cur)) = (max.trim().parse::<u128>(), cur.trim().parse::<u128>()) {
+            avail = avail.min(max.saturating_sub(cur));
+        }
+    }
+    Some(avail)
+}
+
+/// Error unless `len` elements of `T` can be allocated: the byte count fits `isize`
+/// (Rust's limit for one allocation) and, above 1 GiB, is at most half the memory the
+/// system reports as available (a batch comes with working buffers of its size: a sampler
+/// keeps a score and a noise buffer beside the state, so one array that takes more than
+/// half the memory leaves the run no room).
+pub(crate) fn allocation<T>(what: &'static str, len: usize) -> Result<()> {
+    let bytes = len as u128 * std::mem::size_of::<T>() as u128;
+    if bytes > isize::MAX as u128 {
+        return Err(Error::TooLarge {
+            what,
+            reason: format!("{len} elements need {bytes} bytes, more than one allocation can hold"),
+        });
+    }
+    if bytes > LARGE_ALLOCATION {
+        if let Some(avail) = available_memory() {
+            if bytes > avail / 2 {
+                return Err(Error::TooLarge {
+                    what,
+                    reason: format!(
+                        "{len} elements need {:.3e} bytes, more than half the {:.3e} bytes \
+                         of memory available",
+                        bytes as f64, avail as f64
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An empty `Vec` with room for `len` elements, or [`Error::TooLarge`] if the size is
+/// impossible ([`allocation`]) or the allocator refuses it (`try_reserve_exact`).
+pub(crate) fn vec_with_capacity<T>(what: &'static str, len: usize) -> Result<Vec<T>> {
+    allocation::<T>(what, len)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|e| Error::TooLarge {
+        what,
+        reason: format!("allocating {len} elements failed: {e}"),
+    })?;
+    Ok(v)
+}
+
+/// A zeroed `n × d` batch ([`zeros`]), or [`Error::Empty`] if `n` or `d` is 0: the one
+/// allocator of sample batches (priors, initial states), so a count from a user or a file
+/// never aborts the process.
+pub(crate) fn zeros_batch<F: Clone + num_traits::Zero>(
+    what: &'static str,
+    n: usize,
+    d: usize,
+) -> Result<ndarray::Array2<F>> {
     if n == 0 || d == 0 {
         return Err(Error::Empty { what });
     }
-    let too_large = || {
-        Error::param(
-            what,
-            n as f64,
-            "batch of n × d values is too large to allocate",
-        )
-    };
-    let len = n.checked_mul(d).ok_or_else(too_large)?;
-    let mut v: Vec<F> = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| too_large())?;
+    zeros(what, ndarray::Ix2(n, d))
+}
+
+/// A zero-filled array of `shape`, allocated only after [`vec_with_capacity`]'s checks.
+pub(crate) fn zeros<F: Clone + num_traits::Zero, D: Dimension>(
+    what: &'static str,
+    shape: D,
+) -> Result<ndarray::Array<F, D>> {
+    let len = elements(what, shape.slice())?;
+    let mut v = vec_with_capacity::<F>(what, len)?;
     v.resize(len, F::zero());
-    Array2::from_shape_vec((n, d), v).map_err(|_| too_large())
+    ndarray::Array::from_shape_vec(shape, v).map_err(|e| Error::TooLarge {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub enum Error {
         what: &'static str,
     },
     /// A time outside the schedule's (or SDE's) range.
-    #[error("time t = {t} is outside the range [{min}, {max}]")]
+    #[error("time t = {t:?} is outside the range [{min:?}, {max:?}]")]
     TimeOutOfRange {
         /// The time that was passed.
         t: f64,
@@ -49,7 +49,7 @@ pub enum Error {
         max: f64,
     },
     /// A NaN or infinity where a finite number is required.
-    #[error("non-finite value {value} in {what} at index {index}")]
+    #[error("non-finite value {value:?} in {what} at index {index}")]
     NonFinite {
         /// Which argument or state.
         what: &'static str,
@@ -59,7 +59,7 @@ pub enum Error {
         value: f64,
     },
     /// A numeric parameter outside its valid domain.
-    #[error("invalid parameter {name} = {value}: {reason}")]
+    #[error("invalid parameter {name} = {value:?}: {reason}")]
     InvalidParameter {
         /// Parameter name, as in the constructor.
         name: &'static str,
@@ -83,7 +83,7 @@ pub enum Error {
         reason: String,
     },
     /// A sampler's state (or a model's output) turned non-finite during a run.
-    #[error("the state became non-finite at step {step} (t = {t}), row {row}")]
+    #[error("the state became non-finite at step {step} (t = {t:?}), row {row}")]
     Diverged {
         /// The step index at which the first non-finite value appeared.
         step: usize,
@@ -93,7 +93,7 @@ pub enum Error {
         row: usize,
     },
     /// An adaptive solver ran out of its step budget.
-    #[error("step budget of {max_steps} steps exhausted at t = {t_reached}")]
+    #[error("step budget of {max_steps} steps exhausted at t = {t_reached:?}")]
     StepBudgetExceeded {
         /// The step budget.
         max_steps: usize,
@@ -125,6 +125,28 @@ pub enum Error {
     /// Reading or parsing a file or JSON document failed.
     #[error("I/O or parse error: {0}")]
     Io(String),
+    /// A count or size too large for this machine: its arithmetic overflows `usize`, the
+    /// memory it needs exceeds `isize::MAX` bytes or the memory available, or the allocator
+    /// refused it. Checked before anything is allocated, so the process is not aborted.
+    #[error("{what} is too large: {reason}")]
+    TooLarge {
+        /// What was to be counted or allocated (e.g. "sample batch", "npy array").
+        what: &'static str,
+        /// The requested size and why it cannot be had.
+        reason: String,
+    },
+    /// A result that exists in exact arithmetic but lies outside the float type's range
+    /// (e.g. a log-density below `−f64::MAX` far out in the tails): the inputs were finite
+    /// and valid, the answer cannot be represented, and an `Ok` would hold `±inf` or NaN.
+    #[error("{what} is not representable at index {index}: {reason}")]
+    Unrepresentable {
+        /// The quantity (e.g. "mixture log-density").
+        what: &'static str,
+        /// The row (or flat index) of the first value that cannot be represented.
+        index: usize,
+        /// Why, with the sizes involved.
+        reason: String,
+    },
     /// A combination the configuration cannot run (a sampler option the SDE or method does
     /// not support, or a step method breaking the driver's contract).
     #[error("{what} is not supported: {reason}")]

@@ -122,7 +122,10 @@ impl<F: Real> TimeGrid<F> {
     fn from_fn(schedule: &dyn Schedule<F>, n: usize, f: impl Fn(F) -> Result<F>) -> Result<Self> {
         check_steps(n)?;
         let (t_min, t_max) = schedule.t_range();
-        let mut times = Vec::with_capacity(n + 1);
+        // n + 1 times: the count and the allocation are checked (n near usize::MAX would
+        // overflow, n ≈ 10¹² would abort in the allocator).
+        let len = crate::check::add_count("time grid (steps + 1)", n, 1)?;
+        let mut times = crate::check::vec_with_capacity("time grid", len)?;
         times.push(t_max);
         for i in 1..n {
             let u = F::from_usize_lossy(i) / F::from_usize_lossy(n);
@@ -364,12 +367,16 @@ impl DiffusersTimesteps {
                 "must not exceed num_train_timesteps",
             ));
         }
+        // n + 1 linspace points (Multistep), n values: counted and sized before anything
+        // is allocated (a count near usize::MAX would overflow or abort).
+        let n1 = crate::check::add_count("diffusers timesteps (steps + 1)", n, 1)?;
+        crate::check::allocation::<f64>("diffusers timesteps", n1)?;
         let nf = n as f64;
         let top = (big_n - 1) as f64;
         let rounded = |v: f64| v.round_ties_even();
         let mut ts: Vec<f64> = match (self.spacing, self.family) {
             (TimestepSpacing::Linspace, DiffusersFamily::Multistep) => (0..n)
-                .map(|i| rounded(linspace_point(top, n + 1, n - i)))
+                .map(|i| rounded(linspace_point(top, n1, n - i)))
                 .collect(),
             (TimestepSpacing::Linspace, DiffusersFamily::Ddim) => (0..n)
                 .map(|i| rounded(linspace_point(top, n, n - 1 - i)))
@@ -385,7 +392,9 @@ impl DiffusersTimesteps {
                     big_n / n
                 };
                 (0..n)
-                    .map(|i| ((n - 1 - i) * ratio + self.steps_offset) as f64)
+                    // (n − 1 − i)·ratio ≤ N; an offset that overflows is past N − 1 anyway
+                    // (saturated, refused below).
+                    .map(|i| ((n - 1 - i) * ratio).saturating_add(self.steps_offset) as f64)
                     .collect()
             }
             (TimestepSpacing::Trailing, _) => {

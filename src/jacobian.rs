@@ -21,7 +21,7 @@ use crate::check;
 use crate::error::{Error, Result};
 use crate::num::Real;
 use crate::score::ScoreModel;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Ix2, Zip};
 use rand::RngCore;
 
 /// The distribution of probe vectors of a trace estimator (both have `E[v vᵀ] = I`).
@@ -93,13 +93,16 @@ impl<F: Real> ScoreJvp<F> {
                 what: "Jacobian–vector product batch",
             });
         }
-        let buf = || Array2::<F>::zeros((n, d));
+        // Sizes from the caller: checked before anything is allocated.
+        let buf = || check::zeros::<F, _>("Jacobian–vector product buffer (N × D)", Ix2(n, d));
+        let mut step = check::vec_with_capacity("Jacobian–vector product steps", n)?;
+        step.resize(n, F::zero());
         Ok(Self {
-            plus: buf(),
-            minus: buf(),
-            s_plus: buf(),
-            s_minus: buf(),
-            step: vec![F::zero(); n],
+            plus: buf()?,
+            minus: buf()?,
+            s_plus: buf()?,
+            s_minus: buf()?,
+            step,
         })
     }
 

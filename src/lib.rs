@@ -127,6 +127,13 @@ pub mod sde;
 pub mod train;
 pub mod tweedie;
 
+/// The rand 0.9 this crate's API takes generators from (`&mut dyn RngCore`): use it
+/// (`score_sde::rand::SeedableRng`) or add `rand = "0.9"`; rand 0.10 renamed the traits and
+/// its generators do not implement 0.9's `RngCore` (error E0277).
+pub use rand;
+/// The rand_pcg 0.9 whose `Pcg64` the examples seed (`score_sde::rand_pcg::Pcg64`).
+pub use rand_pcg;
+
 pub use error::{Error, Result};
 pub use num::Real;
 pub use sample::{Run, Sampler};

@@ -68,6 +68,30 @@ pub(crate) fn cho_solve(l: ArrayView2<f64>, b: ArrayView1<f64>) -> Array1<f64> {
     solve_lower_t(l, y.view())
 }
 
+/// `q_k − q_j` for the quadratic forms `q_i = r_iᵀ (L_i L_iᵀ)⁻¹ r_i`, given `δ = r_k − r_j`
+/// computed directly (e.g. `μ_j − μ_k`, exact where `r_k` and `r_j` are large and close):
+///
+/// ```text
+/// q_k − q_j = δᵀ P_k (r_k + r_j) + (r_jᵀ P_k r_j − r_jᵀ P_j r_j)
+/// ```
+///
+/// (expand `r_k = r_j + δ`). Subtracting the two `q` loses everything when `|r| ≫ |δ|`
+/// (observations ~1e200 from means 10 apart); here the first term is `O(|δ| |r|)` and the
+/// second vanishes exactly when `L_k = L_j` (a shared covariance), so the weights of
+/// conditionals and posteriors keep their limit far out.
+pub(crate) fn quad_difference(
+    l_k: ArrayView2<f64>,
+    l_j: ArrayView2<f64>,
+    r_k: ArrayView1<f64>,
+    r_j: ArrayView1<f64>,
+    delta: ArrayView1<f64>,
+) -> f64 {
+    let sum = &r_k + &r_j;
+    let first = delta.dot(&cho_solve(l_k, sum.view()));
+    let (a, b) = (solve_lower(l_k, r_j), solve_lower(l_j, r_j));
+    first + (a.dot(&a) - b.dot(&b))
+}
+
 /// Eigendecomposition of a symmetric matrix by cyclic Jacobi rotations:
 /// returns `(λ, U)` with `a = U diag(λ) Uᵀ`, `U` orthogonal (eigenvectors in columns).
 /// Converges quadratically; stops when the off-diagonal mass is below `1e-30` of the
@@ -120,6 +144,126 @@ pub(crate) fn symmetric_eigen(a: ArrayView2<f64>) -> (Array1<f64>, Array2<f64>) 
     }
     let lambda = Array1::from_iter((0..n).map(|i| m[[i, i]]));
     (lambda, u)
+}
+
+/// `v · 2^e` for `|e| ≤ 1100` in two exact steps, so that no factor leaves the range of
+/// f64 (exact whenever the result is a normal number).
+fn scale2(v: f64, e: i32) -> f64 {
+    let h = e / 2;
+    v * 2f64.powi(h) * 2f64.powi(e - h)
+}
+
+/// A validated covariance: the symmetrised matrix and its eigendecomposition.
+pub(crate) struct Covariance {
+    /// `S/2 + Sᵀ/2`.
+    pub sym: Array2<f64>,
+    /// Eigenvalues, each a normal float of the target type, with finite `Σ λ` and `Σ 1/λ`.
+    pub eigvals: Array1<f64>,
+    /// Eigenvectors in columns (the identity for a diagonal `S`).
+    pub eigvecs: Array2<f64>,
+    /// `S` is diagonal.
+    pub diagonal: bool,
+}
+
+/// Limits of the float type a covariance will be used in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FloatRange {
+    /// Machine epsilon.
+    pub eps: f64,
+    /// Smallest positive normal value.
+    pub min_positive: f64,
+    /// Largest finite value.
+    pub max: f64,
+}
+
+/// Validate a covariance `s` (already checked finite) for use in a float type with `range`:
+///
+/// * **symmetry**, absolute plus relative: `|S_ij − S_ji| ≤ 256 ε (max(|S_ij|, |S_ji|) +
+///   √|S_ii| √|S_jj|)`. The second term is the entry's natural scale (`|S_ij| ≤ √(S_ii S_jj)`
+///   for a positive definite matrix), so the test does not depend on the units of other
+///   coordinates, as a tolerance relative to the largest entry did (an off-diagonal pair
+///   `−0` vs `−56.7` beside a diagonal of `f64::MAX` passed it);
+/// * **symmetrisation** as `S/2 + Sᵀ/2`, which cannot overflow (`(S + Sᵀ)/2` does for entries
+///   beyond `f64::MAX / 2`);
+/// * **positive definiteness** by Cholesky (Golub & Van Loan 2013, Alg. 4.2.1);
+/// * **range**: every eigenvalue a normal float of the target type (a subnormal `λ` makes
+///   `1/λ` overflow when the density is evaluated), and `tr S = Σ λ` and `tr S⁻¹ = Σ 1/λ`
+///   finite (the diffused covariance and the Laplacian `−tr P` need them).
+///
+/// The error is the reason, for [`Error::NotPositiveDefinite`](crate::Error).
+pub(crate) fn validate_covariance(
+    s: ArrayView2<f64>,
+    range: FloatRange,
+) -> Result<Covariance, String> {
+    let d = s.nrows();
+    let tol = 256.0 * range.eps;
+    let mut diagonal = true;
+    for i in 0..d {
+        for j in 0..i {
+            let (a, b) = (s[[i, j]], s[[j, i]]);
+            // Everything halved: |a − b| and the scale could overflow for entries near
+            // f64::MAX, their halves cannot.
+            let half_scale =
+                0.5 * a.abs().max(b.abs()) + 0.5 * s[[i, i]].abs().sqrt() * s[[j, j]].abs().sqrt();
+            if (a * 0.5 - b * 0.5).abs() > tol * half_scale {
+                return Err(format!(
+                    "not symmetric: S[{i},{j}] = {a:?} but S[{j},{i}] = {b:?} \
+                     (tolerance {:.1e} at this entry's scale)",
+                    2.0 * tol * half_scale
+                ));
+            }
+            if a != 0.0 || b != 0.0 {
+                diagonal = false;
+            }
+        }
+    }
+    let sym = Array2::from_shape_fn((d, d), |(i, j)| s[[i, j]] * 0.5 + s[[j, i]] * 0.5);
+    if let Err((j, pivot)) = cholesky(sym.view()) {
+        return Err(format!("Cholesky pivot {j} is {pivot:?}"));
+    }
+    let (eigvals, eigvecs) = if diagonal {
+        (sym.diag().to_owned(), Array2::eye(d))
+    } else {
+        // Jacobi's convergence test sums squares of the entries, which over- or underflows
+        // for entries beyond ~1e154 or below ~1e-154: run it on `S · 2^−e` with the largest
+        // entry near 1 (exact scaling) and scale the eigenvalues back.
+        let m = sym.iter().fold(0.0_f64, |a, v| a.max(v.abs()));
+        let e = m.log2().round() as i32;
+        let (lam, u) = symmetric_eigen(sym.mapv(|v| scale2(v, -e)).view());
+        (lam.mapv(|l| scale2(l, e)), u)
+    };
+    for (j, &l) in eigvals.iter().enumerate() {
+        if l.is_nan() || l <= 0.0 {
+            return Err(format!("eigenvalue {j} is {l:?}"));
+        }
+        if l < range.min_positive || l > range.max {
+            return Err(format!(
+                "eigenvalue {j} is {l:?}, outside the normal range [{:?}, {:?}] of the float \
+                 type (its inverse or square root would over- or underflow)",
+                range.min_positive, range.max
+            ));
+        }
+    }
+    let trace: f64 = eigvals.sum();
+    let trace_inv: f64 = eigvals.iter().map(|l| 1.0 / l).sum();
+    if trace.is_nan() || trace > range.max {
+        return Err(format!(
+            "the trace (sum of eigenvalues) {trace:e} overflows the float type"
+        ));
+    }
+    if trace_inv.is_nan() || trace_inv > range.max {
+        return Err(format!(
+            "the trace of the inverse (sum of 1/eigenvalue) {trace_inv:e} overflows the float \
+             type: the smallest eigenvalue {:e} is too small for the density's Laplacian",
+            eigvals.iter().fold(f64::INFINITY, |m, &l| m.min(l))
+        ));
+    }
+    Ok(Covariance {
+        sym,
+        eigvals,
+        eigvecs,
+        diagonal,
+    })
 }
 
 #[cfg(test)]

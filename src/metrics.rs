@@ -36,6 +36,7 @@
 //! # Ok::<(), score_sde::Error>(())
 //! ```
 
+use crate::check;
 use crate::error::{Error, Result};
 use crate::gmm::GaussianMixture;
 use crate::num::Real;
@@ -66,13 +67,18 @@ pub struct Report {
 }
 
 /// `‖mean(x) − target.mean()‖₂`.
+///
+/// Every metric here errors with [`Error::NonFinite`] on NaN/inf samples (use
+/// [`Reference::evaluate`] to drop and count them) and with [`Error::Unrepresentable`] if
+/// the metric itself overflows (samples or means beyond ~1e154).
 pub fn mean_error(x: ArrayView2<f64>, target: &GaussianMixture<f64>) -> Result<f64> {
     check_dim(&x, target)?;
     let m = sample_mean(x)?;
-    Ok((&m - &target.mean()).mapv(|v| v * v).sum().sqrt())
+    let two_norm = |v: ndarray::Array1<f64>| v.mapv(|v| v * v).sum().sqrt();
+    finite_metric("mean error", two_norm(&m - &target.mean()))
 }
 
-/// Error unless the samples have the target's dimension (columns).
+/// Error unless the samples have the target's dimension (columns) and are finite.
 fn check_dim(x: &ArrayView2<f64>, target: &GaussianMixture<f64>) -> Result<()> {
     if x.ncols() != target.dim() {
         return Err(Error::shape(
@@ -81,7 +87,22 @@ fn check_dim(x: &ArrayView2<f64>, target: &GaussianMixture<f64>) -> Result<()> {
             x.ncols(),
         ));
     }
-    Ok(())
+    check::finite("samples", x)
+}
+
+/// `v` if finite, else [`Error::Unrepresentable`] naming the metric.
+fn finite_metric(what: &'static str, v: f64) -> Result<f64> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(Error::Unrepresentable {
+            what,
+            index: 0,
+            reason: format!(
+                "it evaluates to {v:?}: the samples or the target are too large for its squares"
+            ),
+        })
+    }
 }
 
 fn sample_mean(x: ArrayView2<f64>) -> Result<Array1<f64>> {
@@ -97,9 +118,18 @@ pub fn sample_covariance(x: ArrayView2<f64>) -> Result<Array2<f64>> {
             "need at least 2 rows for a covariance",
         ));
     }
+    check::finite("samples", &x)?;
     let m = sample_mean(x)?;
     let c = &x - &m;
-    Ok(c.t().dot(&c) / (x.nrows() as f64 - 1.0))
+    let cov = c.t().dot(&c) / (x.nrows() as f64 - 1.0);
+    if let Some(i) = cov.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Unrepresentable {
+            what: "sample covariance",
+            index: i,
+            reason: "it overflows: the samples spread beyond ~1e154".into(),
+        });
+    }
+    Ok(cov)
 }
 
 /// `(‖cov(x) − target.covariance()‖_F, that / ‖target.covariance()‖_F)`.
@@ -107,8 +137,9 @@ pub fn cov_error(x: ArrayView2<f64>, target: &GaussianMixture<f64>) -> Result<(f
     check_dim(&x, target)?;
     let c = sample_covariance(x)?;
     let e = target.covariance();
-    let fro = (&c - &e).mapv(|v| v * v).sum().sqrt();
-    Ok((fro, fro / e.mapv(|v| v * v).sum().sqrt()))
+    let fro = finite_metric("covariance error", (&c - &e).mapv(|v| v * v).sum().sqrt())?;
+    let norm = finite_metric("target covariance norm", e.mapv(|v| v * v).sum().sqrt())?;
+    Ok((fro, finite_metric("relative covariance error", fro / norm)?))
 }
 
 /// Total variation `½ Σ_k |h_k − w_k|` between the fraction `h_k` of rows whose most likely
@@ -127,6 +158,7 @@ pub fn component_histogram(
     x: ArrayView2<f64>,
     target: &GaussianMixture<f64>,
 ) -> Result<Array1<f64>> {
+    check_dim(&x, target)?;
     let labels = target.most_likely_component(x)?;
     let mut h = Array1::<f64>::zeros(target.n_components());
     for k in &labels {
@@ -162,6 +194,10 @@ pub fn sliced_w1(
             what: "sliced W1 input",
         });
     }
+    // NaN would sort to one end (total order) and give a NaN or meaningless distance.
+    check::finite("sliced W1 samples a", &a)?;
+    check::finite("sliced W1 samples b", &b)?;
+    check::finite("sliced W1 directions", &directions)?;
     let mut total = 0.0;
     for d in directions.rows() {
         let mut pa = a.dot(&d).to_vec();
@@ -170,13 +206,21 @@ pub fn sliced_w1(
         pb.sort_unstable_by(f64::total_cmp);
         total += pa.iter().zip(&pb).map(|(x, y)| (x - y).abs()).sum::<f64>() / pa.len() as f64;
     }
-    Ok(total / directions.nrows() as f64)
+    finite_metric("sliced W1", total / directions.nrows() as f64)
 }
 
 /// `n` unit directions in `dim` dimensions, drawn from a seeded PCG generator.
-pub fn random_directions(n: usize, dim: usize, seed: u64) -> Array2<f64> {
+///
+/// Errors: [`Error::Empty`] for `dim = 0` (no unit vector), [`Error::TooLarge`] if `n × dim`
+/// values cannot be allocated (checked before allocating).
+pub fn random_directions(n: usize, dim: usize, seed: u64) -> Result<Array2<f64>> {
+    if dim == 0 {
+        return Err(Error::Empty {
+            what: "direction dimension",
+        });
+    }
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
-    let mut d = Array2::<f64>::zeros((n, dim));
+    let mut d: Array2<f64> = check::zeros("random directions", ndarray::Ix2(n, dim))?;
     for mut row in d.rows_mut() {
         for v in row.iter_mut() {
             *v = f64::standard_normal(&mut rng);
@@ -184,7 +228,7 @@ pub fn random_directions(n: usize, dim: usize, seed: u64) -> Array2<f64> {
         let norm = row.dot(&row).sqrt();
         row /= norm;
     }
-    d
+    Ok(d)
 }
 
 /// Everything needed to score samples of a diffused mixture at the sampler's end time
@@ -222,8 +266,11 @@ impl Reference {
         let p_eps = p0.diffuse(schedule, t_eps)?;
         let exact = p_eps.sample(n, &mut rand_pcg::Pcg64::seed_from_u64(seed))?;
         let x0 = p0.sample(n, &mut rand_pcg::Pcg64::seed_from_u64(seed.wrapping_add(1)))?;
-        let loglik_p0_ref = p0.log_prob(x0.view())?.mean().unwrap_or(f64::NAN);
-        let directions = random_directions(Self::SW_DIRECTIONS, p0.dim(), seed.wrapping_add(2));
+        let loglik_p0_ref = finite_metric(
+            "reference mean log-likelihood",
+            p0.log_prob(x0.view())?.mean().unwrap_or(f64::NAN),
+        )?;
+        let directions = random_directions(Self::SW_DIRECTIONS, p0.dim(), seed.wrapping_add(2))?;
         Ok(Self {
             p0: p0.clone(),
             p_eps,
@@ -283,14 +330,17 @@ impl Reference {
             self.directions.view(),
         )?;
         let (cov_err_fro, cov_err_rel) = cov_error(x.view(), &self.p_eps)?;
-        let loglik_p0 = self.p0.log_prob(x.view())?.mean().unwrap_or(f64::NAN);
+        let loglik_p0 = finite_metric(
+            "mean log-likelihood",
+            self.p0.log_prob(x.view())?.mean().unwrap_or(f64::NAN),
+        )?;
         Ok(Report {
             mean_err: mean_error(x.view(), &self.p_eps)?,
             cov_err_fro,
             cov_err_rel,
             weight_tv: weight_tv(x.view(), &self.p_eps)?,
             sw1,
-            loglik_gap: self.loglik_p0_ref - loglik_p0,
+            loglik_gap: finite_metric("log-likelihood gap", self.loglik_p0_ref - loglik_p0)?,
             loglik_p0,
             nonfinite,
         })

@@ -31,6 +31,19 @@ use std::fmt::Debug;
 /// squared diffusion `g² = dσ²/dt − 2fσ²`, and the time range `[t_min, T]`
 /// inside which samplers work. Object safe: `Box<dyn Schedule<f64>>` works.
 ///
+/// **Domain of the getters.** `alpha`, `sigma`, `f`, `g2`, `log_snr` and `noise_level` take
+/// a finite `t ≥ 0` (the cosine schedule: `t < 1`, where `α` reaches 0). They stay plain
+/// functions rather than returning `Result`: samplers call them several times per step, the
+/// times they pass come from validated grids, and every public entry point that takes a
+/// time from a user checks it first ([`Schedule::check_t`], `AnalyticScore`,
+/// `GaussianMixture::diffuse`). Outside the domain the value is unspecified (NaN for a
+/// VP schedule at `t < 0`, a negative `σ` for EDM), and debug builds stop with an
+/// assertion naming the time. Call [`Schedule::check_t`] on a time of your own first.
+///
+/// The constructors ensure that on `[t_min, T]` the path is representable: `α(T)` is a
+/// normal float (samplers divide by `α`), `σ(t_min)²` is a normal float (the score
+/// `−ε/σ` and Tweedie's formula divide by `σ²`), and `σ(T)²`, `g(t)²` and `λ(t)` are finite.
+///
 /// ```
 /// use score_sde::schedule::{Schedule, VpLinear};
 /// let s = VpLinear::<f64>::default(); // β_min = 0.1, β_max = 20 (Song et al. 2021)
@@ -61,8 +74,9 @@ pub trait Schedule<F: Real>: Send + Sync + Debug {
     /// The default inverts [`Schedule::log_snr`] by bisection over `[0, T]`
     /// ([`invert_decreasing`]); schedules with a closed form override it.
     /// Errors if `lambda` is not finite; the default also errors when `lambda` is not
-    /// attained in `[0, T]`, while the closed forms return the formula's natural extension
-    /// (a `t` outside `[t_min, T]`, which grids clamp and validate).
+    /// attained in `[0, T]` (a target a few ulps past `λ(T)` is `T`: see
+    /// [`invert_decreasing`]), while the closed forms return the formula's natural
+    /// extension (a `t` outside `[t_min, T]`, which grids clamp and validate).
     fn t_of_log_snr(&self, lambda: F) -> Result<F> {
         let (_, t_max) = self.t_range();
         invert_decreasing(|t| self.log_snr(t), lambda, F::zero(), t_max)
@@ -71,7 +85,8 @@ pub trait Schedule<F: Real>: Send + Sync + Debug {
     fn noise_level(&self, t: F) -> F {
         self.sigma(t) / self.alpha(t)
     }
-    /// Check that `t` lies in [`Schedule::t_range`] (with the slack of [`check_time`]).
+    /// Check that `t` lies in [`Schedule::t_range`] (with the slack of [`check_time`],
+    /// never below 0).
     fn check_t(&self, t: F) -> Result<()> {
         check_time(t, self.t_range())
     }
@@ -98,10 +113,11 @@ pub trait Schedule<F: Real>: Send + Sync + Debug {
 
 /// Check that `t` lies in `[lo, hi]`, with a relative slack of a few ulps
 /// (`8 ε max(|hi|, 1)`) so that grid end points computed in floating point pass: the one
-/// time-range tolerance of the crate (schedules, grids, SDE spans).
+/// time-range tolerance of the crate (schedules, grids, SDE spans). Times are never
+/// negative: the slack does not reach below 0.
 pub fn check_time<F: Real>(t: F, (lo, hi): (F, F)) -> Result<()> {
     let slack = F::lit(8.0) * F::EPS * hi.abs().max(F::one());
-    if !t.is_finite() || t < lo - slack || t > hi + slack {
+    if !t.is_finite() || t < F::zero() || t < lo - slack || t > hi + slack {
         return Err(Error::TimeOutOfRange {
             t: t.as_f64(),
             min: lo.as_f64(),
@@ -154,10 +170,20 @@ forward_schedule!(&S, Box<S>, std::sync::Arc<S>);
 /// and stops when the bracket can no longer be halved in `F` (at most 200 halvings).
 /// `h(lo)` may be `+∞` (as `λ(0)` is for VP schedules).
 ///
+/// A target beyond an end value by no more than rounding, `64 ε max(1, |target|)`, gives
+/// that end point: callers compute their targets from the same schedule (EDM's churn
+/// inverts `−ln(σ/α)` of a noise level capped at `σ(T)/α(T)`), and `−ln(σ/α)` may land a
+/// few ulps past `λ(T) = ln α − ln σ` — that is `T`, not a failure. Farther out is
+/// [`Error::NoConvergence`].
+///
 /// ```
 /// use score_sde::schedule::invert_decreasing;
 /// let t = invert_decreasing(|t: f64| -t.powi(3), -0.125, 0.0, 1.0).unwrap();
 /// assert!((t - 0.5).abs() < 1e-15);
+/// // Two ulps beyond h(1) = −1 is the end point; 1e-6 beyond is not attained.
+/// let below = -1.0 - 2.0 * f64::EPSILON;
+/// assert_eq!(invert_decreasing(|t: f64| -t.powi(3), below, 0.0, 1.0).unwrap(), 1.0);
+/// assert!(invert_decreasing(|t: f64| -t.powi(3), -1.000001, 0.0, 1.0).is_err());
 /// ```
 pub fn invert_decreasing<F: Real>(h: impl Fn(F) -> F, target: F, lo: F, hi: F) -> Result<F> {
     if !target.is_finite() {
@@ -165,12 +191,19 @@ pub fn invert_decreasing<F: Real>(h: impl Fn(F) -> F, target: F, lo: F, hi: F) -
     }
     let (mut a, mut b) = (lo, hi);
     let (ha, hb) = (h(a), h(b));
+    let slack = F::lit(64.0) * F::EPS * target.abs().max(F::one());
+    if hb > target && hb - target <= slack {
+        return Ok(hi);
+    }
+    if ha < target && target - ha <= slack {
+        return Ok(lo);
+    }
     // h decreasing: need h(a) >= target >= h(b).
     if ha.is_nan() || hb.is_nan() || ha < target || hb > target {
         return Err(Error::NoConvergence {
             what: "log-SNR inversion",
             reason: format!(
-                "target {} is not bracketed by h({})={} and h({})={}",
+                "target {:?} is not bracketed by h({:?}) = {:?} and h({:?}) = {:?}",
                 target.as_f64(),
                 a.as_f64(),
                 ha.as_f64(),
@@ -195,6 +228,98 @@ pub fn invert_decreasing<F: Real>(h: impl Fn(F) -> F, target: F, lo: F, hi: F) -
         }
     }
     Ok(a + (b - a) * F::lit(0.5))
+}
+
+/// `Ok(t)` if the closed-form inverse log-SNR gave a finite time, else an error naming the
+/// log-SNR (a target far outside the schedule's range, e.g. `λ = −1e300` for EDM's
+/// `t = e^{−λ}`).
+fn finite_time<F: Real>(lambda: F, t: F) -> Result<F> {
+    if t.is_finite() {
+        Ok(t)
+    } else {
+        Err(Error::param(
+            "log_snr",
+            lambda.as_f64(),
+            "its time t(λ) overflows the float type (far outside the schedule's range)",
+        ))
+    }
+}
+
+/// Error unless `t` is finite and in `[0, T]` (with `check_t`'s relative slack at `T`):
+/// the times at which exact marginals and network conversions are defined (`t_min` is
+/// where sampling stops, not where the process starts). Named after what it bounds.
+pub(crate) fn check_t_from_zero<F: Real>(s: &dyn Schedule<F>, t: F) -> Result<()> {
+    let (_, hi) = s.t_range();
+    if !t.is_finite() || t < F::zero() || t > hi * (F::one() + F::lit(8.0) * F::EPS) {
+        return Err(Error::TimeOutOfRange {
+            t: t.as_f64(),
+            min: 0.0,
+            max: hi.as_f64(),
+        });
+    }
+    Ok(())
+}
+
+/// The getters' domain (see [`Schedule`]): a finite `t ≥ 0`, asserted in debug builds.
+#[inline(always)]
+fn debug_t<F: Real>(t: F) {
+    debug_assert!(
+        t.is_finite() && t >= F::zero(),
+        "schedule evaluated at t = {t:?}, outside its domain (finite t ≥ 0); \
+         check the time with Schedule::check_t first"
+    );
+}
+
+/// Error unless the path of `s` is representable on its range: `α(T)` a normal float,
+/// `σ(t_min)²` a normal float, `σ(T)²`, `g²` and `λ` finite at both ends (every schedule here
+/// has `α` decreasing and `σ`, `g²/σ²`-type terms monotone in `t`, so the ends bound the range).
+/// `lo_name`/`hi_name` name the constructor parameters that set the two ends.
+fn check_path<F: Real>(
+    s: &dyn Schedule<F>,
+    lo_name: &'static str,
+    hi_name: &'static str,
+) -> Result<()> {
+    let (lo, hi) = s.t_range();
+    let tiny = F::min_positive_value();
+    let a_hi = s.alpha(hi);
+    if !(a_hi.is_finite() && a_hi >= tiny) {
+        return Err(Error::param(
+            hi_name,
+            hi.as_f64(),
+            "α(T) underflows below the smallest normal float on this range (samplers divide by α)",
+        ));
+    }
+    let s_lo = s.sigma(lo);
+    if !(s_lo.is_finite() && s_lo * s_lo >= tiny) {
+        return Err(Error::param(
+            lo_name,
+            lo.as_f64(),
+            "σ(t_min)² underflows below the smallest normal float (the score −ε/σ and Tweedie's \
+             formula divide by σ²)",
+        ));
+    }
+    let s_hi = s.sigma(hi);
+    if !(s_hi * s_hi).is_finite() || !s.noise_level(hi).is_finite() {
+        return Err(Error::param(
+            hi_name,
+            hi.as_f64(),
+            "σ(T)² or σ(T)/α(T) overflows the float type on this range",
+        ));
+    }
+    for (t, name) in [(lo, lo_name), (hi, hi_name)] {
+        let ok = s.alpha(t).is_finite()
+            && s.g2(t).is_finite()
+            && s.f(t).is_finite()
+            && s.log_snr(t).is_finite();
+        if !ok {
+            return Err(Error::param(
+                name,
+                t.as_f64(),
+                "α, f, g² or the log-SNR is not finite at this end of the time range",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `log(1 + eˣ)` without overflow or cancellation.
@@ -267,26 +392,32 @@ impl<F: Real> VpLinear<F> {
                 "must be finite, > 0 and >= beta_min",
             ));
         }
-        Ok(Self {
+        let s = Self {
             beta_min,
             beta_max,
             t_min: F::lit(1e-3),
             t_max: F::one(),
-        })
+        };
+        check_path(&s, "beta_min", "beta_max")?;
+        Ok(s)
     }
-    /// Replace the time range `[t_min, T]` (`0 < t_min < T`).
+    /// Replace the time range `[t_min, T]` (`0 < t_min < T`, and the path representable on
+    /// it: see [`Schedule`]).
     pub fn with_t_range(mut self, t_min: F, t_max: F) -> Result<Self> {
         check_range(t_min, t_max)?;
         self.t_min = t_min;
         self.t_max = t_max;
+        check_path(&self, "t_min", "t_max")?;
         Ok(self)
     }
     /// `β(t) = β_min + t (β_max − β_min)`.
     pub fn beta(&self, t: F) -> F {
+        debug_t(t);
         self.beta_min + t * (self.beta_max - self.beta_min)
     }
     /// `log α(t) = −¼ t² (β_max − β_min) − ½ t β_min`.
     pub fn log_alpha(&self, t: F) -> F {
+        debug_t(t);
         -F::lit(0.25) * t * t * (self.beta_max - self.beta_min) - F::lit(0.5) * t * self.beta_min
     }
     /// Solve `−2 log α(t) = c` for `t ≥ 0` (the stable root of `½Δβ t² + β_min t − c = 0`).
@@ -331,7 +462,10 @@ impl<F: Real> Schedule<F> for VpLinear<F> {
         if !lambda.is_finite() {
             return Err(Error::param("log_snr", lambda.as_f64(), "must be finite"));
         }
-        Ok(self.t_of_neg2_log_alpha(-F::lit(2.0) * vp::log_alpha_of_log_snr(lambda)))
+        finite_time(
+            lambda,
+            self.t_of_neg2_log_alpha(-F::lit(2.0) * vp::log_alpha_of_log_snr(lambda)),
+        )
     }
 }
 
@@ -371,9 +505,20 @@ impl<F: Real> VpCosine<F> {
         let t_max = theta / half_pi * one_s - s;
         let t_min = F::lit(1e-3);
         check_range(t_min, t_max)?;
-        Ok(Self { s, t_min, t_max })
+        if t_max >= F::one() {
+            // β_max so large that θ(T) rounds to π/2: α(T) = 0.
+            return Err(Error::param(
+                "beta_max",
+                beta_max.as_f64(),
+                "too large: T rounds to 1, where the cosine schedule's α is 0",
+            ));
+        }
+        let sch = Self { s, t_min, t_max };
+        check_path(&sch, "s", "beta_max")?;
+        Ok(sch)
     }
-    /// Replace the time range; `T` must stay below 1, where `α` reaches 0.
+    /// Replace the time range; `T` must stay below 1, where `α` reaches 0 (and the path
+    /// representable on the range: see [`Schedule`]).
     pub fn with_t_range(mut self, t_min: F, t_max: F) -> Result<Self> {
         check_range(t_min, t_max)?;
         if t_max >= F::one() {
@@ -385,9 +530,15 @@ impl<F: Real> VpCosine<F> {
         }
         self.t_min = t_min;
         self.t_max = t_max;
+        check_path(&self, "t_min", "t_max")?;
         Ok(self)
     }
     fn theta(&self, t: F) -> F {
+        debug_t(t);
+        debug_assert!(
+            t < F::one(),
+            "cosine schedule evaluated at t = {t:?} ≥ 1, where α = 0"
+        );
         (t + self.s) / (F::one() + self.s) * F::lit(std::f64::consts::FRAC_PI_2)
     }
     fn log_alpha(&self, t: F) -> F {
@@ -432,7 +583,10 @@ impl<F: Real> Schedule<F> for VpCosine<F> {
         let log_alpha = vp::log_alpha_of_log_snr(lambda);
         let c = (log_alpha + self.theta(F::zero()).cos().ln()).exp();
         let theta = c.min(F::one()).acos();
-        Ok(theta / F::lit(std::f64::consts::FRAC_PI_2) * (F::one() + self.s) - self.s)
+        finite_time(
+            lambda,
+            theta / F::lit(std::f64::consts::FRAC_PI_2) * (F::one() + self.s) - self.s,
+        )
     }
 }
 
@@ -456,15 +610,20 @@ pub struct SubVp<F: Real> {
 impl<F: Real> SubVp<F> {
     /// A sub-VP schedule with linear `β` (see [`VpLinear::new`]).
     pub fn new(beta_min: F, beta_max: F) -> Result<Self> {
-        Ok(Self {
+        let s = Self {
             vp: VpLinear::new(beta_min, beta_max)?,
-        })
+        };
+        // σ = 1 − α² is smaller than VP's √(1 − α²): its own check at t_min.
+        check_path(&s, "beta_min", "beta_max")?;
+        Ok(s)
     }
-    /// Replace the time range `[t_min, T]`.
+    /// Replace the time range `[t_min, T]` (the path representable on it: see [`Schedule`]).
     pub fn with_t_range(self, t_min: F, t_max: F) -> Result<Self> {
-        Ok(Self {
+        let s = Self {
             vp: self.vp.with_t_range(t_min, t_max)?,
-        })
+        };
+        check_path(&s, "t_min", "t_max")?;
+        Ok(s)
     }
 }
 
@@ -508,7 +667,7 @@ impl<F: Real> Schedule<F> for SubVp<F> {
         } else {
             -two * (lambda + sig.ln())
         };
-        Ok(self.vp.t_of_neg2_log_alpha(neg2_log_alpha))
+        finite_time(lambda, self.vp.t_of_neg2_log_alpha(neg2_log_alpha))
     }
 }
 
@@ -544,18 +703,22 @@ impl<F: Real> Ve<F> {
                 "must be finite and > sigma_min",
             ));
         }
-        Ok(Self {
+        let s = Self {
             sigma_min,
             sigma_max,
             t_min: F::lit(1e-5),
             t_max: F::one(),
-        })
+        };
+        // σ(t_min)² and σ(T)² = σ_max² must be representable (Ve::new(1e-300, 1e300) is not).
+        check_path(&s, "sigma_min", "sigma_max")?;
+        Ok(s)
     }
-    /// Replace the time range `[t_min, T]`.
+    /// Replace the time range `[t_min, T]` (the path representable on it: see [`Schedule`]).
     pub fn with_t_range(mut self, t_min: F, t_max: F) -> Result<Self> {
         check_range(t_min, t_max)?;
         self.t_min = t_min;
         self.t_max = t_max;
+        check_path(&self, "t_min", "t_max")?;
         Ok(self)
     }
     /// `σ_max`, the scale of score_sde's VE prior `N(0, σ_max² I)`.
@@ -583,6 +746,7 @@ impl<F: Real> Schedule<F> for Ve<F> {
         F::one()
     }
     fn sigma(&self, t: F) -> F {
+        debug_t(t);
         (self.sigma_min.ln() + t * self.log_ratio()).exp()
     }
     fn f(&self, _t: F) -> F {
@@ -596,13 +760,14 @@ impl<F: Real> Schedule<F> for Ve<F> {
         (self.t_min, self.t_max)
     }
     fn log_snr(&self, t: F) -> F {
+        debug_t(t);
         -(self.sigma_min.ln() + t * self.log_ratio())
     }
     fn t_of_log_snr(&self, lambda: F) -> Result<F> {
         if !lambda.is_finite() {
             return Err(Error::param("log_snr", lambda.as_f64(), "must be finite"));
         }
-        Ok((-lambda - self.sigma_min.ln()) / self.log_ratio())
+        finite_time(lambda, (-lambda - self.sigma_min.ln()) / self.log_ratio())
     }
 }
 
@@ -635,10 +800,12 @@ impl<F: Real> Edm<F> {
                 "must be finite and > sigma_min",
             ));
         }
-        Ok(Self {
+        let s = Self {
             sigma_min,
             sigma_max,
-        })
+        };
+        check_path(&s, "sigma_min", "sigma_max")?;
+        Ok(s)
     }
 }
 
@@ -656,25 +823,28 @@ impl<F: Real> Schedule<F> for Edm<F> {
         F::one()
     }
     fn sigma(&self, t: F) -> F {
+        debug_t(t);
         t
     }
     fn f(&self, _t: F) -> F {
         F::zero()
     }
     fn g2(&self, t: F) -> F {
+        debug_t(t);
         F::lit(2.0) * t
     }
     fn t_range(&self) -> (F, F) {
         (self.sigma_min, self.sigma_max)
     }
     fn log_snr(&self, t: F) -> F {
+        debug_t(t);
         -t.ln()
     }
     fn t_of_log_snr(&self, lambda: F) -> Result<F> {
         if !lambda.is_finite() {
             return Err(Error::param("log_snr", lambda.as_f64(), "must be finite"));
         }
-        Ok((-lambda).exp())
+        finite_time(lambda, (-lambda).exp())
     }
 }
 
@@ -708,7 +878,8 @@ impl<F: Real> DiscreteVp<F> {
         if betas.is_empty() {
             return Err(Error::Empty { what: "beta table" });
         }
-        let mut log_alpha = Vec::with_capacity(betas.len() + 1);
+        let len = crate::check::add_count("DDPM table (N + 1 knots)", betas.len(), 1)?;
+        let mut log_alpha = crate::check::vec_with_capacity("DDPM log-α table", len)?;
         log_alpha.push(F::zero());
         let mut acc = F::zero();
         for &b in betas {
@@ -722,7 +893,10 @@ impl<F: Real> DiscreteVp<F> {
             acc += F::lit(0.5) * (-b).ln_1p();
             log_alpha.push(acc);
         }
-        Ok(Self { log_alpha })
+        let s = Self { log_alpha };
+        // ᾱ_N = Π (1 − β_j) must not underflow, nor σ(1/N)² = β_1.
+        check_path(&s, "beta", "beta")?;
+        Ok(s)
     }
     /// Ho et al. 2020's table: `β_j` linear from `beta_start` to `beta_end` over `n` steps
     /// (`n = 1000`, `10⁻⁴`, `0.02` in the paper and in diffusers' `beta_schedule="linear"`).
@@ -730,16 +904,18 @@ impl<F: Real> DiscreteVp<F> {
         if n == 0 {
             return Err(Error::param("n", 0.0, "must be at least 1"));
         }
-        let betas: Vec<F> = (0..n)
-            .map(|j| {
-                let w = if n == 1 {
-                    F::zero()
-                } else {
-                    F::from_usize_lossy(j) / F::from_usize_lossy(n - 1)
-                };
-                beta_start + w * (beta_end - beta_start)
-            })
-            .collect();
+        // The table and its cumulative log-α (n + 1 entries) are allocated only after the
+        // counts are checked.
+        crate::check::add_count("DDPM table (n + 1 knots)", n, 1)?;
+        let mut betas = crate::check::vec_with_capacity("DDPM beta table", n)?;
+        betas.extend((0..n).map(|j| {
+            let w = if n == 1 {
+                F::zero()
+            } else {
+                F::from_usize_lossy(j) / F::from_usize_lossy(n - 1)
+            };
+            beta_start + w * (beta_end - beta_start)
+        }));
         Self::from_betas(&betas)
     }
     /// Number of discrete steps `N`.
@@ -759,6 +935,7 @@ impl<F: Real> DiscreteVp<F> {
     }
     /// Segment index `k ∈ 1..=N` with `t ∈ [t_{k−1}, t_k]`, and the knot spacing `N`.
     fn segment(&self, t: F) -> (usize, F) {
+        debug_t(t);
         let n = self.len();
         let nf = F::from_usize_lossy(n);
         let pos = (t * nf).ceil();

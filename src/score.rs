@@ -257,6 +257,11 @@ pub enum Parameterization {
 /// Convert a network output `pred` at `(x, α, σ)` to a score, in place (`pred` becomes `s`).
 ///
 /// The formulas are those of the module docs; `Score` leaves `pred` unchanged.
+///
+/// Domain: `σ > 0` with `1/σ²` finite for `Noise`, `Data` and `Velocity` (they divide by
+/// `σ`, `σ²`, `σ(α² + σ²)`). A plain function on the hot path of every network call, so it
+/// does not return a `Result`; [`Parameterized`] checks `σ(t)` before calling it, and debug
+/// builds assert the domain.
 pub fn to_score_inplace<F: Real>(
     kind: Parameterization,
     x: ArrayView2<F>,
@@ -264,6 +269,10 @@ pub fn to_score_inplace<F: Real>(
     sigma: F,
     mut pred: ArrayViewMut2<F>,
 ) {
+    debug_assert!(
+        kind == Parameterization::Score || score_factor(kind, alpha, sigma).is_some(),
+        "to_score_inplace: σ = {sigma:?} (α = {alpha:?}) is outside the domain of {kind:?}"
+    );
     match kind {
         Parameterization::Score => {}
         Parameterization::Noise => {
@@ -295,6 +304,9 @@ pub(crate) fn tweedie<F: Real>(x: F, s: F, s2: F, ia: F) -> F {
 
 /// Convert a score `s` at `(x, α, σ)` to the prediction `kind`, in place (the inverse of
 /// [`to_score_inplace`]): `ε = −σ s`, `x̂₀ = (x + σ² s)/α` (Tweedie), `v = α ε − σ x̂₀`.
+///
+/// Domain: finite `σ ≥ 0`, and `α > 0` with `1/α` finite for `Data` and `Velocity`; asserted
+/// in debug builds (the samplers pass `α(t)`, `σ(t)` of validated grids).
 pub fn from_score_inplace<F: Real>(
     kind: Parameterization,
     x: ArrayView2<F>,
@@ -302,6 +314,13 @@ pub fn from_score_inplace<F: Real>(
     sigma: F,
     mut s: ArrayViewMut2<F>,
 ) {
+    debug_assert!(
+        sigma.is_finite()
+            && sigma >= F::zero()
+            && (matches!(kind, Parameterization::Score | Parameterization::Noise)
+                || (alpha > F::zero() && alpha.recip().is_finite())),
+        "from_score_inplace: (α, σ) = ({alpha:?}, {sigma:?}) is outside the domain of {kind:?}"
+    );
     match kind {
         Parameterization::Score => {}
         Parameterization::Noise => s.mapv_inplace(|v| -sigma * v),
@@ -379,18 +398,50 @@ impl<N, S> Parameterized<N, S> {
     }
 }
 
+/// The factor `to_score_inplace` multiplies by (`−1/σ`, `1/σ²`, `−1/(σ(α² + σ²))`), if it
+/// is finite and non-zero (`None` for `Score`, which needs none).
+fn score_factor<F: Real>(kind: Parameterization, alpha: F, sigma: F) -> Option<F> {
+    let c = match kind {
+        Parameterization::Score => return None,
+        Parameterization::Noise => -sigma.recip(),
+        Parameterization::Data => (sigma * sigma).recip(),
+        Parameterization::Velocity => -(sigma * (alpha * alpha + sigma * sigma)).recip(),
+    };
+    (sigma > F::zero() && c.is_finite() && c != F::zero() && alpha.is_finite()).then_some(c)
+}
+
+impl<N, S> Parameterized<N, S> {
+    /// `(α(t), σ(t))` after checking `t ∈ [0, T]` and that this parameterisation can be
+    /// converted at `t`: noise, data and velocity predictions divide by `σ(t)` (`σ(t)²`),
+    /// which is 0 at `t = 0` for every schedule (no noise, so the network's ε is undefined).
+    fn scales<F: Real>(&self, t: F) -> Result<(F, F)>
+    where
+        S: Schedule<F>,
+    {
+        crate::schedule::check_t_from_zero(&self.schedule, t)?;
+        let (a, s) = (self.schedule.alpha(t), self.schedule.sigma(t));
+        if self.kind != Parameterization::Score && score_factor(self.kind, a, s).is_none() {
+            return Err(Error::param(
+                "sigma(t)",
+                s.as_f64(),
+                "noise, data and velocity predictions are turned into scores by dividing by \
+                 σ(t) (σ(t)² for data); it is 0 or too small at this t (t = 0 has no noise): \
+                 evaluate at t ≥ the schedule's t_min",
+            ));
+        }
+        Ok((a, s))
+    }
+}
+
 impl<F: Real, N: Network<F>, S: Schedule<F>> ScoreModel<F> for Parameterized<N, S> {
+    /// Errors: the network's errors, [`Error::TimeOutOfRange`] for `t` outside `[0, T]`, and
+    /// [`Error::InvalidParameter`] naming `sigma(t)` where a noise, data or velocity
+    /// prediction cannot be converted (`σ(t) = 0`).
     fn score(&self, x: ArrayView2<F>, t: F, mut out: ArrayViewMut2<F>) -> Result<()> {
         check_score_call(self.net.dim(), &x, &out)?;
-        check::finite_scalar("t", t)?;
+        let (a, s) = self.scales(t)?;
         self.net.forward(x.view(), t, out.view_mut())?;
-        to_score_inplace(
-            self.kind,
-            x,
-            self.schedule.alpha(t),
-            self.schedule.sigma(t),
-            out,
-        );
+        to_score_inplace(self.kind, x, a, s, out);
         Ok(())
     }
     fn score_rows(
@@ -401,14 +452,17 @@ impl<F: Real, N: Network<F>, S: Schedule<F>> ScoreModel<F> for Parameterized<N, 
     ) -> Result<()> {
         check_score_call(self.net.dim(), &x, &out)?;
         check::same_shape("times", &[x.nrows()], t.shape())?;
+        for &ti in t.iter() {
+            self.scales(ti)?;
+        }
         self.net.forward_rows(x.view(), t, out.view_mut())?;
         for i in 0..x.nrows() {
-            let ti = t[i];
+            let (a, sg) = self.scales(t[i])?;
             to_score_inplace(
                 self.kind,
                 x.slice(s![i..i + 1, ..]),
-                self.schedule.alpha(ti),
-                self.schedule.sigma(ti),
+                a,
+                sg,
                 out.slice_mut(s![i..i + 1, ..]),
             );
         }

@@ -162,6 +162,8 @@ fn draw_times<F: Real>(
     rng: &mut dyn RngCore,
 ) -> Result<(Array1<F>, Option<Array1<usize>>)> {
     let (lo, hi) = sde.t_range();
+    // n is the caller's: checked before the allocations below (at most 8 bytes an entry).
+    check::allocation::<f64>("training times", n)?;
     match sampling {
         TimeSampling::Uniform => {
             let (a, b) = (lo.as_f64(), hi.as_f64());
@@ -263,6 +265,23 @@ pub fn make_batch<F: Real>(
                 });
             *w = score_space_weight(weighting, sde, ti) * prediction_space_factor(kind, a, s);
         });
+    // Huge data or a weighting that divides by σ⁴ near t_min can overflow: an error, not a
+    // batch holding inf.
+    for (what, ok) in [
+        ("training batch x_t", check::all_finite(&x_t)),
+        ("training batch target", check::all_finite(&target)),
+        ("training batch weight", check::all_finite(&weight)),
+    ] {
+        if !ok {
+            return Err(Error::Unrepresentable {
+                what,
+                index: 0,
+                reason: "it overflows the float type (data too large, or a weighting that \
+                         divides by a power of σ(t) near t = 0)"
+                    .into(),
+            });
+        }
+    }
     Ok(TrainingBatch {
         t,
         x_t,
@@ -291,12 +310,21 @@ impl<F: Real> TrainingBatch<F> {
                 }
                 *o = w * acc;
             });
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Unrepresentable {
+                what: "training loss",
+                index: i,
+                reason: "the weighted squared error overflows the float type".into(),
+            });
+        }
         Ok(out)
     }
     /// The batch loss: the mean of [`TrainingBatch::row_losses`].
     pub fn loss(&self, prediction: ArrayView2<F>) -> Result<F> {
         let r = self.row_losses(prediction)?;
-        Ok(r.sum() / F::from_usize_lossy(r.len()))
+        // The mean as Σ (r_i / n): each term is finite, and so is their sum.
+        let n = F::from_usize_lossy(r.len());
+        Ok(r.iter().fold(F::zero(), |acc, &v| acc + v / n))
     }
 }
 

@@ -837,7 +837,7 @@ fn winning_config_reaches_the_noise_floor_in_30_nfe() {
             .unwrap()
             .samples;
         let r_star = report(&reference, &exact);
-        let dirs = score_sde::metrics::random_directions(64, gm.dim(), 4242);
+        let dirs = score_sde::metrics::random_directions(64, gm.dim(), 4242).unwrap();
         let sw_pair =
             score_sde::metrics::sliced_w1(run.samples.view(), exact.view(), dirs.view()).unwrap();
         let cov_pair = (score_sde::metrics::sample_covariance(run.samples.view()).unwrap()

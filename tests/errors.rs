@@ -786,7 +786,7 @@ fn time_grids_reject_bad_inputs() {
 fn metrics_reject_mismatched_shapes() {
     let a = Array2::<f64>::zeros((10, 2));
     let b = Array2::<f64>::zeros((9, 2));
-    let dirs = metrics::random_directions(4, 2, 0);
+    let dirs = metrics::random_directions(4, 2, 0).unwrap();
     assert_err!(
         metrics::sliced_w1(a.view(), b.view(), dirs.view()),
         Error::ShapeMismatch { .. }
@@ -796,7 +796,7 @@ fn metrics_reject_mismatched_shapes() {
         metrics::sliced_w1(a.view(), b3.view(), dirs.view()),
         Error::ShapeMismatch { .. }
     );
-    let dirs3 = metrics::random_directions(4, 3, 0);
+    let dirs3 = metrics::random_directions(4, 3, 0).unwrap();
     assert_err!(
         metrics::sliced_w1(a.view(), a.view(), dirs3.view()),
         Error::ShapeMismatch { .. }

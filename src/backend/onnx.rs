@@ -113,6 +113,16 @@ fn tract_err(context: &str, e: impl fmt::Display) -> Error {
     Error::Model(format!("tract: {context}: {e}"))
 }
 
+/// [`Error::Model`] for a panic caught inside tract.
+fn tract_panic(context: &str, payload: &(dyn std::any::Any + Send)) -> Error {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    tract_err(context, format!("tract panicked: {msg}"))
+}
+
 fn interface(what: &str, expected: impl Into<String>, found: impl Into<String>) -> Error {
     Error::ModelInterface {
         what: what.into(),
@@ -162,6 +172,10 @@ impl OnnxNetwork {
     /// Errors: [`Error::Io`] if the file cannot be read or parsed; [`Error::ModelInterface`]
     /// naming what is expected if the inputs' names, ranks, widths or element types, or the
     /// output's shape, do not fit; [`Error::Model`] if tract cannot optimise the graph.
+    ///
+    /// tract is run under `catch_unwind`: a file from outside must not take the process
+    /// down, and tract's parser and optimiser panic on some malformed graphs (the fuzz suite
+    /// found "no entry found for key" on a mutated fixture). Such a panic is [`Error::Model`].
     pub fn load(
         path: impl AsRef<Path>,
         x_name: &str,
@@ -169,6 +183,13 @@ impl OnnxNetwork {
         dim: Option<usize>,
     ) -> Result<Self> {
         let path = path.as_ref();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::load_unguarded(path, x_name, t_name, dim)
+        }))
+        .unwrap_or_else(|p| Err(tract_panic(&format!("loading {}", path.display()), &*p)))
+    }
+
+    fn load_unguarded(path: &Path, x_name: &str, t_name: &str, dim: Option<usize>) -> Result<Self> {
         let model = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| Error::Io(format!("reading ONNX file {}: {e}", path.display())))?;
@@ -332,7 +353,10 @@ impl OnnxNetwork {
         } else {
             tvec![b, a]
         };
-        let result = self.plan.run(inputs).map_err(|e| tract_err("running", e))?;
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.run(inputs)))
+                .map_err(|p| tract_panic("running", &*p))?
+                .map_err(|e| tract_err("running", e))?;
         let y = result
             .first()
             .ok_or_else(|| tract_err("running", "no output"))?

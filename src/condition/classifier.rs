@@ -65,14 +65,7 @@ impl<F: Real, S: Schedule<F>> MixtureClassifier<F, S> {
     /// The class probabilities `p_t(k | x)`, one row per sample (`N × K`).
     pub fn probs(&self, x: ArrayView2<F>, t: F) -> Result<Array2<F>> {
         let sch = self.full.schedule();
-        let (_, hi) = sch.t_range();
-        if !t.is_finite() || t < F::zero() || t > hi * (F::one() + F::lit(8.0) * F::EPS) {
-            return Err(Error::TimeOutOfRange {
-                t: t.as_f64(),
-                min: 0.0,
-                max: hi.as_f64(),
-            });
-        }
+        crate::schedule::check_t_from_zero(sch, t)?;
         self.mixture()
             .responsibilities_at(sch.alpha(t), sch.sigma(t), x)
     }
@@ -105,7 +98,8 @@ impl<F: Real, S: Schedule<F>> ClassifierGradient<F> for MixtureClassifier<F, S> 
             out -= &s;
         }
         self.scratch.give(s);
-        r
+        r?;
+        super::finite_combination("classifier gradient s_k − s", &out)
     }
     fn n_classes(&self) -> Option<usize> {
         Some(self.comps.len())

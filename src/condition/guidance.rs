@@ -440,7 +440,7 @@ impl<U: ScoreModel<F>, C: ScoreModel<F>, F: Real> ScoreModel<F> for ClassifierFr
                 });
         }
         self.scratch.give(u);
-        Ok(())
+        super::finite_combination("classifier-free guided score", &out)
     }
     fn dim(&self) -> Option<usize> {
         self.cond.dim().or(self.uncond.dim())

@@ -2,8 +2,8 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::gmm::GaussianMixture;
-use crate::linalg;
+use crate::gmm::{GaussianMixture, float_range};
+use crate::linalg::{self, validate_covariance};
 use crate::num::Real;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use ndarray_rand::RandomExt;
@@ -51,25 +51,19 @@ impl<F: Real> LinearGaussian<F> {
         check::same_shape("noise covariance (M × M)", &[m, m], noise_cov.shape())?;
         check::finite("observation matrix A", &a)?;
         check::finite("noise covariance", &noise_cov)?;
-        let s = noise_cov.mapv(|v| v.as_f64());
-        let scale = s
-            .iter()
-            .fold(0.0_f64, |acc, v| acc.max(v.abs()))
-            .max(f64::MIN_POSITIVE);
-        for i in 0..m {
-            for j in 0..i {
-                if (s[[i, j]] - s[[j, i]]).abs() > 256.0 * F::EPS.as_f64() * scale {
-                    return Err(Error::NotPositiveDefinite {
-                        component: 0,
-                        reason: format!("noise covariance not symmetric at [{i},{j}]"),
-                    });
-                }
-            }
-        }
-        let s = (&s + &s.t()) * 0.5;
+        // Symmetry (absolute plus relative), symmetrisation without overflow, Cholesky and
+        // an eigenvalue range fit for the float type: as for mixture components.
+        let s = validate_covariance(noise_cov.mapv(|v| v.as_f64()).view(), float_range::<F>())
+            .map_err(|reason| Error::NotPositiveDefinite {
+                component: 0,
+                reason: format!("noise covariance: {reason}"),
+            })?
+            .sym;
         let chol = linalg::cholesky(s.view()).map_err(|(j, p)| Error::NotPositiveDefinite {
             component: 0,
-            reason: format!("noise covariance (singular or indefinite): Cholesky pivot {j} is {p}"),
+            reason: format!(
+                "noise covariance (singular or indefinite): Cholesky pivot {j} is {p:?}"
+            ),
         })?;
         let log_det: f64 = 2.0 * chol.diag().iter().map(|v| v.ln()).sum::<f64>();
         let log_norm = -0.5 * (m as f64 * (2.0 * std::f64::consts::PI).ln() + log_det);
@@ -100,9 +94,15 @@ impl<F: Real> LinearGaussian<F> {
         let z = Array1::<f64>::random_using(m, StandardNormal, rng);
         let n = self.chol.dot(&z);
         let ax = self.a.dot(&x);
-        Ok(Array1::from_iter(
-            ax.iter().zip(&n).map(|(&v, &e)| v + F::lit(e)),
-        ))
+        let y = Array1::from_iter(ax.iter().zip(&n).map(|(&v, &e)| v + F::lit(e)));
+        if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Unrepresentable {
+                what: "observation A x + n",
+                index: i,
+                reason: "it overflows the float type (A or x too large)".into(),
+            });
+        }
+        Ok(y)
     }
     /// `log N(y; A x, Σ_n)` for every row `x` of `xs`.
     pub fn log_likelihood(&self, xs: ArrayView2<F>, y: ArrayView1<F>) -> Result<Array1<F>> {
@@ -118,6 +118,15 @@ impl<F: Real> LinearGaussian<F> {
             let r = &y - &a.dot(&x.mapv(|v| v.as_f64()));
             let w = linalg::solve_lower(self.chol.view(), r.view());
             *o = F::lit(self.log_norm - 0.5 * w.dot(&w));
+        }
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Unrepresentable {
+                what: "log-likelihood log N(y; A x, Σ_n)",
+                index: i,
+                reason: "it is below the float range: y is too far from A x in units of the \
+                         noise"
+                    .into(),
+            });
         }
         Ok(out)
     }

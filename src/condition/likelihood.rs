@@ -154,7 +154,8 @@ impl<M: ScoreModel<F>, L: LikelihoodGradient<F>, F: Real> ScoreModel<F> for Guid
             out.scaled_add(self.scale, &g);
         }
         self.scratch.give(g);
-        r
+        r?;
+        super::finite_combination("guided score", &out)
     }
     fn dim(&self) -> Option<usize> {
         self.model.dim().or(self.likelihood.dim())

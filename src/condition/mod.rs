@@ -71,6 +71,23 @@ use crate::num::Real;
 use ndarray::Array2;
 use std::sync::Mutex;
 
+/// Error unless a guidance combination is finite: `s + w ∇ log p(y|x)` or `s_u + w (s_c −
+/// s_u)` can overflow although each term is finite (one vectorised pass).
+pub(crate) fn finite_combination<F: Real>(
+    what: &'static str,
+    out: &ndarray::ArrayViewMut2<F>,
+) -> crate::Result<()> {
+    if crate::check::all_finite(out) {
+        return Ok(());
+    }
+    let i = out.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    Err(crate::Error::Unrepresentable {
+        what,
+        index: i,
+        reason: "the weighted combination of finite scores overflows the float type".into(),
+    })
+}
+
 /// A pool of scratch buffers for `&self` score adapters: after the first call per thread
 /// nothing is allocated.
 #[derive(Debug, Default)]

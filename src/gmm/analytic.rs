@@ -1,11 +1,12 @@
 //! [`AnalyticScore`]: the exact score model of a diffused Gaussian mixture.
 
-use super::GaussianMixture;
+use super::kernel::safe::Failure;
 use super::kernel::{self, Outputs, Workspace};
+use super::{GaussianMixture, unrepresentable};
 use crate::error::Result;
 use crate::num::Real;
 use crate::num::par::{ROW_BLOCK, row_blocks};
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, check_t_from_zero};
 use crate::score::{ScoreModel, check_score_call};
 use crate::{check, error::Error};
 use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2};
@@ -16,6 +17,33 @@ use std::sync::Mutex;
 // row and `ROW_BLOCK` (4096) is a multiple of their size, so every row meets the kernel at
 // the same offset as in one call on the whole batch (`tests/parallel.rs` checks the result).
 const _: () = assert!(ROW_BLOCK.is_power_of_two() && ROW_BLOCK >= 1024);
+
+/// The failure of the lowest row among the row blocks of one call (blocks may run on
+/// several threads, so the first to fail is not necessarily the lowest).
+#[derive(Default)]
+struct FirstFailure(Mutex<Option<(usize, Failure)>>);
+
+impl FirstFailure {
+    /// Record `r` of the block `xb` of `x` (its first row found from the addresses: `xb`
+    /// is a row slice of `x`).
+    fn note<F>(&self, x: &ArrayView2<F>, xb: &ArrayView2<F>, r: std::result::Result<(), Failure>) {
+        let Err(f) = r else { return };
+        let stride = x.strides()[0].unsigned_abs() * std::mem::size_of::<F>();
+        let offset = (xb.as_ptr() as usize).abs_diff(x.as_ptr() as usize);
+        let row = f.row + offset.checked_div(stride).unwrap_or(0);
+        if let Ok(mut g) = self.0.lock() {
+            if g.as_ref().is_none_or(|(r0, _)| row < *r0) {
+                *g = Some((row, f));
+            }
+        }
+    }
+    fn into_result(self) -> Result<()> {
+        match self.0.into_inner().ok().flatten() {
+            Some((row, f)) => Err(unrepresentable(f, Some(row))),
+            None => Ok(()),
+        }
+    }
+}
 
 /// The exact score `∇ₓ log p_t(x)` of `p_t = Σ w_k N(α(t) μ_k, α(t)² S_k + σ(t)² I)`.
 ///
@@ -77,14 +105,7 @@ impl<F: Real, S: Schedule<F>> AnalyticScore<F, S> {
     }
 
     fn alpha_sigma(&self, t: F) -> Result<(F, F)> {
-        let (_, hi) = self.schedule.t_range();
-        if !t.is_finite() || t < F::zero() || t > hi * (F::one() + F::lit(8.0) * F::EPS) {
-            return Err(Error::TimeOutOfRange {
-                t: t.as_f64(),
-                min: 0.0,
-                max: hi.as_f64(),
-            });
-        }
+        check_t_from_zero(&self.schedule, t)?;
         Ok((self.schedule.alpha(t), self.schedule.sigma(t)))
     }
 
@@ -103,12 +124,16 @@ impl<F: Real, S: Schedule<F>> AnalyticScore<F, S> {
     }
 
     /// Log-density `log p_t(x)` per row into `out`.
+    ///
+    /// Errors as [`ScoreModel::score`] does; a log-density below the float range (`x`
+    /// astronomically far from every component) is [`Error::Unrepresentable`].
     pub fn log_prob(&self, x: ArrayView2<F>, t: F, out: ArrayViewMut1<F>) -> Result<()> {
         self.check_x(&x)?;
         check::same_shape("log_prob output", &[x.nrows()], out.shape())?;
         let (a, s) = self.alpha_sigma(t)?;
+        let failed = FirstFailure::default();
         row_blocks(x, out, |xb, ob| {
-            self.with_workspace(|ws| {
+            let r = self.with_workspace(|ws| {
                 kernel::evaluate(
                     &self.mixture.parts(),
                     a,
@@ -122,9 +147,10 @@ impl<F: Real, S: Schedule<F>> AnalyticScore<F, S> {
                         responsibilities: None,
                     },
                 )
-            })
+            });
+            failed.note(&x, &xb, r);
         });
-        Ok(())
+        failed.into_result()
     }
 
     fn check_x(&self, x: &ArrayView2<F>) -> Result<()> {
@@ -144,8 +170,9 @@ impl<F: Real, S: Schedule<F>> ScoreModel<F> for AnalyticScore<F, S> {
         check_score_call(Some(self.mixture.dim()), &x, &out)?;
         self.check_x(&x)?;
         let (a, s) = self.alpha_sigma(t)?;
+        let failed = FirstFailure::default();
         row_blocks(x, out, |xb, ob| {
-            self.with_workspace(|ws| {
+            let r = self.with_workspace(|ws| {
                 kernel::evaluate(
                     &self.mixture.parts(),
                     a,
@@ -159,9 +186,10 @@ impl<F: Real, S: Schedule<F>> ScoreModel<F> for AnalyticScore<F, S> {
                         responsibilities: None,
                     },
                 )
-            })
+            });
+            failed.note(&x, &xb, r);
         });
-        Ok(())
+        failed.into_result()
     }
 
     fn score_rows(
@@ -189,7 +217,8 @@ impl<F: Real, S: Schedule<F>> ScoreModel<F> for AnalyticScore<F, S> {
                         laplacian: None,
                         responsibilities: None,
                     },
-                );
+                )
+                .map_err(|f| unrepresentable(f, Some(i)))?;
             }
             Ok(())
         })
@@ -200,8 +229,9 @@ impl<F: Real, S: Schedule<F>> ScoreModel<F> for AnalyticScore<F, S> {
             self.check_x(&x)?;
             check::same_shape("divergence output", &[x.nrows()], out.shape())?;
             let (a, s) = self.alpha_sigma(t)?;
+            let failed = FirstFailure::default();
             row_blocks(x, out, |xb, ob| {
-                self.with_workspace(|ws| {
+                let r = self.with_workspace(|ws| {
                     kernel::evaluate(
                         &self.mixture.parts(),
                         a,
@@ -215,9 +245,10 @@ impl<F: Real, S: Schedule<F>> ScoreModel<F> for AnalyticScore<F, S> {
                             responsibilities: None,
                         },
                     )
-                })
+                });
+                failed.note(&x, &xb, r);
             });
-            Ok(())
+            failed.into_result()
         })())
     }
 

@@ -19,11 +19,20 @@
 //!
 //! Buffers live in a [`Workspace`] that is reused between calls, so a call allocates
 //! nothing.
+//!
+//! **Extreme inputs.** The fast path forms the exponents and squared norms directly, which
+//! overflows for finite but huge `x` or means (`(−∞) − (−∞)` in the log-sum-exp, `∞ − ∞` in
+//! the Laplacian) and loses the Laplacian to cancellation far from every component. After
+//! each call the outputs are checked for finiteness in one vectorised pass (the Laplacian
+//! of a row whose cancellation would cost more than `√ε` of its value is marked NaN by the
+//! fast path for this purpose), and only the rows that fail are evaluated again by the
+//! scale-aware formulas of `safe`. Ordinary batches pay for the check alone.
 
 mod block;
 mod dispatch;
 #[cfg(test)]
 mod rowwise;
+pub(crate) mod safe;
 mod tied;
 mod transpose;
 
@@ -83,15 +92,42 @@ impl<F> Outputs<'_, F> {
 }
 
 /// Evaluate the mixture at `(α, σ)` on the rows of `x`. Shapes are checked by callers.
+///
+/// Every output row is finite on `Ok`; rows the fast path could not represent are
+/// recomputed by `safe`, and a row whose exact result lies outside the float range is
+/// returned as the [`safe::Failure`] (its outputs then hold non-finite values).
 pub(crate) fn evaluate<F: Real>(
     parts: &Parts<'_, F>,
     alpha: F,
     sigma: F,
     x: ArrayView2<F>,
     ws: &mut Workspace<F>,
-    out: Outputs<'_, F>,
-) {
-    dispatch::evaluate(Isa::detect(), parts, alpha, sigma, x, &mut ws.block, out)
+    mut out: Outputs<'_, F>,
+) -> Result<(), safe::Failure> {
+    dispatch::evaluate(
+        Isa::detect(),
+        parts,
+        alpha,
+        sigma,
+        x,
+        &mut ws.block,
+        &mut out,
+    );
+    if out.all_finite() {
+        return Ok(());
+    }
+    safe::repair(parts, alpha, sigma, x, &mut out)
+}
+
+impl<F: Real> Outputs<'_, F> {
+    /// Whether every requested output is finite (one vectorised pass each).
+    fn all_finite(&self) -> bool {
+        use crate::check::all_finite;
+        self.log_prob.as_ref().is_none_or(all_finite)
+            && self.score.as_ref().is_none_or(all_finite)
+            && self.laplacian.as_ref().is_none_or(all_finite)
+            && self.responsibilities.as_ref().is_none_or(all_finite)
+    }
 }
 
 #[cfg(test)]

@@ -92,14 +92,14 @@ impl<F: Real> GaussianMixture<F> {
         for (i, &w) in weights.iter().enumerate() {
             if !(w.is_finite() && w > F::zero()) {
                 return Err(Error::InvalidWeights {
-                    reason: format!("weight {i} is {w}, must be finite and > 0"),
+                    reason: format!("weight {i} is {:?}, must be finite and > 0", w.as_f64()),
                 });
             }
             sum += w.as_f64();
         }
         if (sum - 1.0).abs() > WEIGHT_SUM_TOL {
             return Err(Error::InvalidWeights {
-                reason: format!("weights sum to {sum}, not 1 (tolerance {WEIGHT_SUM_TOL})"),
+                reason: format!("weights sum to {sum:?}, not 1 (tolerance {WEIGHT_SUM_TOL:e})"),
             });
         }
         let weights = weights.mapv(|w| F::lit(w.as_f64() / sum));
@@ -108,55 +108,23 @@ impl<F: Real> GaussianMixture<F> {
         let mut eigvecs = Array3::<F>::zeros((k, d, d));
         let mut axis_aligned = vec![false; k];
         let mut covs_sym = covs.clone();
+        let range = float_range::<F>();
         for c in 0..k {
             let s = covs.index_axis(Axis(0), c).mapv(|v| v.as_f64());
-            let scale = s
-                .iter()
-                .fold(0.0_f64, |a, v| a.max(v.abs()))
-                .max(f64::MIN_POSITIVE);
-            // Symmetry to a few hundred ulps of the input type, relative to the largest entry.
-            let sym_tol = 256.0 * F::EPS.as_f64() * scale;
-            let mut diag = true;
-            for i in 0..d {
-                for j in 0..i {
-                    let (a, b) = (s[[i, j]], s[[j, i]]);
-                    if (a - b).abs() > sym_tol {
-                        return Err(Error::NotPositiveDefinite {
-                            component: c,
-                            reason: format!("not symmetric: S[{i},{j}] = {a} but S[{j},{i}] = {b}"),
-                        });
-                    }
-                    if a != 0.0 || b != 0.0 {
-                        diag = false;
-                    }
+            let cov = linalg::validate_covariance(s.view(), range).map_err(|reason| {
+                Error::NotPositiveDefinite {
+                    component: c,
+                    reason,
                 }
-            }
-            let s = (&s + &s.t()) * 0.5;
-            if let Err((j, pivot)) = linalg::cholesky(s.view()) {
-                return Err(Error::NotPositiveDefinite {
-                    component: c,
-                    reason: format!("Cholesky pivot {j} is {pivot}"),
-                });
-            }
-            let (lam, u) = if diag {
-                (s.diag().to_owned(), Array2::eye(d))
-            } else {
-                linalg::symmetric_eigen(s.view())
-            };
-            if let Some((j, &l)) = lam
-                .iter()
-                .enumerate()
-                .find(|(_, l)| l.is_nan() || **l <= 0.0)
-            {
-                return Err(Error::NotPositiveDefinite {
-                    component: c,
-                    reason: format!("eigenvalue {j} is {l}"),
-                });
-            }
-            axis_aligned[c] = diag;
-            eigvals.row_mut(c).assign(&lam.mapv(F::lit));
-            eigvecs.index_axis_mut(Axis(0), c).assign(&u.mapv(F::lit));
-            covs_sym.index_axis_mut(Axis(0), c).assign(&s.mapv(F::lit));
+            })?;
+            axis_aligned[c] = cov.diagonal;
+            eigvals.row_mut(c).assign(&cov.eigvals.mapv(F::lit));
+            eigvecs
+                .index_axis_mut(Axis(0), c)
+                .assign(&cov.eigvecs.mapv(F::lit));
+            covs_sym
+                .index_axis_mut(Axis(0), c)
+                .assign(&cov.sym.mapv(F::lit));
         }
         // Detected once, from the (symmetrised) covariances themselves: equal matrices
         // give equal eigendecompositions, and the kernel then uses component 0's.
@@ -210,7 +178,13 @@ impl<F: Real> GaussianMixture<F> {
     pub fn mean(&self) -> Array1<F> {
         self.weights.dot(&self.means)
     }
-    /// Covariance of the mixture, `Σ w_k (S_k + μ_k μ_kᵀ) − m mᵀ`.
+    /// Covariance of the mixture, `Σ w_k (S_k + μ_k μ_kᵀ) − m mᵀ` (as `Σ w_k (S_k + (μ_k − m)
+    /// (μ_k − m)ᵀ)`).
+    ///
+    /// Domain: the result is exact to rounding while it is representable; for means more
+    /// than about `√F::MAX` apart (`1.3e154` in f64, `1.8e19` in f32) its entries overflow
+    /// to `±∞`. A getter of a validated mixture, so it does not return a `Result`; callers
+    /// that accept such mixtures check the result ([`crate::metrics`] does).
     pub fn covariance(&self) -> Array2<F> {
         let d = self.dim();
         let m = self.mean();
@@ -291,8 +265,8 @@ impl<F: Real> GaussianMixture<F> {
                 laplacian,
                 responsibilities: None,
             },
-        );
-        Ok(())
+        )
+        .map_err(|f| unrepresentable(f, None))
     }
 
     /// `log p(x)` for every row.
@@ -329,7 +303,8 @@ impl<F: Real> GaussianMixture<F> {
                 responsibilities: Some(out.view_mut()),
                 ..Outputs::none()
             },
-        );
+        )
+        .map_err(|f| unrepresentable(f, None))?;
         Ok(out)
     }
     /// Posterior component probabilities `p(k | x)` under this mixture.
@@ -355,6 +330,10 @@ impl<F: Real> GaussianMixture<F> {
 
     /// Draw `n` samples: a component by its weight (one uniform), then
     /// `μ_k + U_k diag(√λ_k) z` (D standard normals), row by row.
+    ///
+    /// Errors: [`Error::Empty`] for `n = 0`; [`Error::TooLarge`] if `n × D` values cannot be
+    /// allocated (checked before allocating); [`Error::Unrepresentable`] if a draw overflows
+    /// (means within a few standard deviations of the float type's largest value).
     pub fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Array2<F>> {
         if n == 0 {
             return Err(Error::Empty {
@@ -362,6 +341,7 @@ impl<F: Real> GaussianMixture<F> {
             });
         }
         let (k_n, d) = (self.n_components(), self.dim());
+        let mut out: Array2<F> = check::zeros("sample batch", ndarray::Ix2(n, d))?;
         let mut cum = Vec::with_capacity(k_n);
         let mut acc = F::zero();
         for &w in &self.weights {
@@ -369,7 +349,6 @@ impl<F: Real> GaussianMixture<F> {
             cum.push(acc);
         }
         let sqrt_l = self.eigvals.mapv(|l| l.sqrt());
-        let mut out = Array2::<F>::zeros((n, d));
         let mut z = Array1::<F>::zeros(d);
         for mut row in out.rows_mut() {
             let u = F::uniform01(rng) * acc;
@@ -383,6 +362,15 @@ impl<F: Real> GaussianMixture<F> {
             } else {
                 row += &self.eigvecs.index_axis(Axis(0), k).dot(&z);
             }
+        }
+        if !check::all_finite(&out) {
+            let i = out.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            return Err(Error::Unrepresentable {
+                what: "mixture sample",
+                index: i,
+                reason: "μ + U √λ z overflows the float type (a mean near its largest value)"
+                    .into(),
+            });
         }
         Ok(out)
     }
@@ -399,10 +387,57 @@ impl<F: Real> GaussianMixture<F> {
                 covs[[c, j, j]] += s2;
             }
         }
+        let means = self.means.mapv(|m| alpha * m);
+        // The same range as `new` demands of a covariance (normal eigenvalues, finite
+        // traces of Σ and Σ⁻¹), so that the diffused mixture evaluates like any other.
+        let why = |index: usize, what: &'static str, reason: String| Error::Unrepresentable {
+            what,
+            index,
+            reason: format!(
+                "{reason} (α = {:?}, σ = {:?})",
+                alpha.as_f64(),
+                sigma.as_f64()
+            ),
+        };
+        for (c, row) in eigvals.rows().into_iter().enumerate() {
+            let (mut tr, mut tr_inv) = (F::zero(), F::zero());
+            for (j, &l) in row.iter().enumerate() {
+                if !(l.is_finite() && l >= F::min_positive_value()) {
+                    return Err(why(
+                        c * d + j,
+                        "diffused covariance α² S + σ² I",
+                        format!(
+                            "eigenvalue α²λ + σ² = {:?} of component {c} is outside the normal \
+                             range of the float type",
+                            l.as_f64()
+                        ),
+                    ));
+                }
+                tr += l;
+                tr_inv += l.recip();
+            }
+            if !(tr.is_finite() && tr_inv.is_finite()) {
+                return Err(why(
+                    c,
+                    "diffused covariance α² S + σ² I",
+                    format!("the trace of component {c}'s covariance or of its inverse overflows"),
+                ));
+            }
+        }
+        if let Some(i) = covs.iter().position(|v| !v.is_finite()) {
+            return Err(why(
+                i,
+                "diffused covariance α² S + σ² I",
+                "an entry overflows".into(),
+            ));
+        }
+        if let Some(i) = means.iter().position(|v| !v.is_finite()) {
+            return Err(why(i, "diffused mean α μ", "an entry overflows".into()));
+        }
         Ok(Self {
             weights: self.weights.clone(),
             log_weights: self.log_weights.clone(),
-            means: self.means.mapv(|m| alpha * m),
+            means,
             covs,
             eigvals,
             eigvecs: self.eigvecs.clone(),
@@ -423,15 +458,10 @@ impl<F: Real> GaussianMixture<F> {
     /// let a = vp.alpha(1.0);
     /// assert!((p1.means()[[0, 0]] - 4.0 * a).abs() < 1e-12);
     /// ```
+    ///
+    /// `t` must lie in `[0, T]` of the schedule ([`Error::TimeOutOfRange`] otherwise).
     pub fn diffuse(&self, schedule: &dyn Schedule<F>, t: F) -> Result<Self> {
-        check::finite_scalar("t", t)?;
-        if t < F::zero() {
-            return Err(Error::TimeOutOfRange {
-                t: t.as_f64(),
-                min: 0.0,
-                max: schedule.t_range().1.as_f64(),
-            });
-        }
+        crate::schedule::check_t_from_zero(schedule, t)?;
         self.diffuse_with(schedule.alpha(t), schedule.sigma(t))
     }
 
@@ -468,6 +498,18 @@ impl<F: Real> GaussianMixture<F> {
                 acc.scaled_add(resp[[i, k]], &(&self.means.row(k) + &corr));
             }
             out.row_mut(i).assign(&acc);
+        }
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Unrepresentable {
+                what: "posterior mean E[x_0 | x_t]",
+                index: i,
+                reason: format!(
+                    "it overflows the float type (α = {:?}, σ = {:?}: x_t or the gain \
+                     α λ / (α² λ + σ²) too large)",
+                    alpha.as_f64(),
+                    sigma.as_f64()
+                ),
+            });
         }
         Ok(out)
     }
@@ -526,36 +568,63 @@ impl<F: Real> GaussianMixture<F> {
         let v = values.mapv(|x| x.as_f64());
         let mut means = Array2::<F>::zeros((k_n, f));
         let mut covs = Array3::<F>::zeros((k_n, f, f));
-        let mut logw = vec![0.0_f64; k_n];
+        // The weights' exponents −½ rᵀ S_oo⁻¹ r overflow for observations ≳ 1e154 away from
+        // the means: the residuals are scaled by 2^−e (one e for all components) and the
+        // softmax taken by differences (`kernel::safe::softmax_into`).
+        // e from the inputs' magnitudes (not from v − μ, which can itself overflow).
+        let max_in = observed
+            .iter()
+            .flat_map(|&oi| self.means.column(oi).to_vec())
+            .map(|m| m.as_f64().abs())
+            .chain(v.iter().map(|x| x.abs()))
+            .fold(0.0_f64, f64::max);
+        let e = kernel::safe::scale_exponent(max_in);
+        let mut log_norm = vec![0.0_f64; k_n];
+        let mut q_hat = vec![0.0_f64; k_n];
+        let mut chols = Vec::with_capacity(k_n);
+        let mut r_hats = Vec::with_capacity(k_n);
         for k in 0..k_n {
             let cov = self.covs.index_axis(Axis(0), k).mapv(|c| c.as_f64());
             let mu = self.means.row(k).mapv(|c| c.as_f64());
             let s_oo = Array2::from_shape_fn((o, o), |(i, j)| cov[[observed[i], observed[j]]]);
             let l = linalg::cholesky(s_oo.view()).map_err(|(j, p)| Error::NotPositiveDefinite {
                 component: k,
-                reason: format!("observed block: Cholesky pivot {j} is {p}"),
+                reason: format!("observed block: Cholesky pivot {j} is {p:?}"),
             })?;
-            let r = Array1::from_shape_fn(o, |i| v[i] - mu[observed[i]]);
-            let wht = linalg::solve_lower(l.view(), r.view());
+            let r_hat = Array1::from_shape_fn(o, |i| {
+                kernel::safe::ldexp(v[i], -e) - kernel::safe::ldexp(mu[observed[i]], -e)
+            });
+            let wht = linalg::solve_lower(l.view(), r_hat.view());
             let log_det: f64 = l.diag().iter().map(|x| x.ln()).sum();
-            logw[k] = self.log_weights[k].as_f64()
-                - 0.5 * wht.dot(&wht)
+            q_hat[k] = wht.dot(&wht);
+            log_norm[k] = self.log_weights[k].as_f64()
                 - log_det
                 - 0.5 * o as f64 * (2.0 * std::f64::consts::PI).ln();
-            let sol_r = linalg::solve_lower_t(l.view(), wht.view()); // S_oo⁻¹ r
-            for (a, &fa) in free.iter().enumerate() {
-                let mut m = mu[fa];
-                for (i, &oi) in observed.iter().enumerate() {
-                    m += cov[[fa, oi]] * sol_r[i];
-                }
-                means[[k, a]] = F::lit(m);
-            }
             // X = S_oo⁻¹ S_of, column by column.
             let mut x = Array2::<f64>::zeros((o, f));
             for (b, &fb) in free.iter().enumerate() {
                 let col = Array1::from_shape_fn(o, |i| cov[[observed[i], fb]]);
                 x.column_mut(b)
                     .assign(&linalg::cho_solve(l.view(), col.view()));
+            }
+            // Mean μ_f + S_fo S_oo⁻¹ r = μ_f + Xᵀ r, with r scaled by 2^−e and scaled back
+            // (Xᵀ r rather than S_fo (S_oo⁻¹ r): a zero covariance entry then contributes 0,
+            // not 0 · ∞ when S_oo⁻¹ r overflows).
+            for (a, &fa) in free.iter().enumerate() {
+                let m = mu[fa] + kernel::safe::ldexp(x.column(a).dot(&r_hat), e);
+                let mf = F::lit(m);
+                if !mf.is_finite() {
+                    return Err(Error::Unrepresentable {
+                        what: "conditional mean",
+                        index: k * f + a,
+                        reason: format!(
+                            "component {k}, free coordinate {fa}: μ_f + S_fo S_oo⁻¹ (v − μ_o) = \
+                             {m:e} is outside the float range (the observed values are too \
+                             far from the component's mean)"
+                        ),
+                    });
+                }
+                means[[k, a]] = mf;
             }
             for a in 0..f {
                 for b in 0..=a {
@@ -567,16 +636,42 @@ impl<F: Real> GaussianMixture<F> {
                     covs[[k, b, a]] = F::lit(c);
                 }
             }
+            chols.push(l);
+            r_hats.push(r_hat);
         }
-        let m = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let z: f64 = logw.iter().map(|l| (l - m).exp()).sum();
+        if !q_hat.iter().any(|q| q.is_finite()) {
+            return Err(Error::Unrepresentable {
+                what: "conditional weights",
+                index: 0,
+                reason: "the scaled Mahalanobis distance of the observed values overflows for \
+                         every component"
+                    .into(),
+            });
+        }
+        // q_k − q_j0 from μ_j0 − μ_k (exact) rather than as a difference of two large q.
+        let j0 = kernel::safe::nearest(&log_norm, &q_hat);
+        let mut post: Vec<f64> = (0..k_n)
+            .map(|k| {
+                let delta = Array1::from_shape_fn(o, |i| {
+                    let oi = observed[i];
+                    kernel::safe::ldexp(self.means[[j0, oi]].as_f64(), -e)
+                        - kernel::safe::ldexp(self.means[[k, oi]].as_f64(), -e)
+                });
+                linalg::quad_difference(
+                    chols[k].view(),
+                    chols[j0].view(),
+                    r_hats[k].view(),
+                    r_hats[j0].view(),
+                    delta.view(),
+                )
+            })
+            .collect();
+        kernel::safe::softmax_diffs(&log_norm, j0, q_hat[j0], e, &mut post);
         // A component whose posterior weight underflows (an observation far out in its tail)
         // keeps the smallest positive weight, so the conditional is still a valid mixture
         // with the same components rather than an `InvalidWeights` error.
-        let weights = Array1::from_iter(
-            logw.iter()
-                .map(|l| F::lit((l - m).exp() / z).max(F::min_positive_value())),
-        );
+        let weights =
+            Array1::from_iter(post.iter().map(|&p| F::lit(p).max(F::min_positive_value())));
         Ok((Self::new(weights, means, covs)?, free))
     }
 
@@ -601,6 +696,25 @@ impl<F: Real> GaussianMixture<F> {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The limits of `F` for [`linalg::validate_covariance`].
+pub(crate) fn float_range<F: Real>() -> linalg::FloatRange {
+    linalg::FloatRange {
+        eps: F::EPS.as_f64(),
+        min_positive: F::min_positive_value().as_f64(),
+        max: F::max_value().as_f64(),
+    }
+}
+
+/// [`Error::Unrepresentable`] from a kernel failure; `row` overrides the failure's row
+/// (which counts from the start of the kernel call) when the caller knows the batch's.
+pub(crate) fn unrepresentable(f: kernel::safe::Failure, row: Option<usize>) -> Error {
+    Error::Unrepresentable {
+        what: f.what,
+        index: row.unwrap_or(f.row),
+        reason: f.reason,
     }
 }
 

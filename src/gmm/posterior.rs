@@ -1,6 +1,6 @@
 //! The exact posterior of a Gaussian mixture under a linear-Gaussian observation.
 
-use super::GaussianMixture;
+use super::{GaussianMixture, float_range, kernel};
 use crate::check;
 use crate::error::{Error, Result};
 use crate::linalg;
@@ -68,57 +68,65 @@ impl<F: Real> GaussianMixture<F> {
         check::finite("noise covariance", &noise_cov)?;
         let a = a.mapv(|v| v.as_f64());
         let y = y.mapv(|v| v.as_f64());
-        let sn = noise_cov.mapv(|v| v.as_f64());
-        let scale = sn
-            .iter()
-            .fold(0.0_f64, |acc, v| acc.max(v.abs()))
-            .max(f64::MIN_POSITIVE);
-        let sym_tol = 256.0 * F::EPS.as_f64() * scale;
-        for i in 0..m {
-            for j in 0..i {
-                if (sn[[i, j]] - sn[[j, i]]).abs() > sym_tol {
-                    return Err(Error::NotPositiveDefinite {
-                        component: 0,
-                        reason: format!(
-                            "noise covariance not symmetric: Σ_n[{i},{j}] = {} but Σ_n[{j},{i}] = {}",
-                            sn[[i, j]],
-                            sn[[j, i]]
-                        ),
-                    });
-                }
-            }
-        }
-        let sn = (&sn + &sn.t()) * 0.5;
-        if let Err((j, p)) = linalg::cholesky(sn.view()) {
-            return Err(Error::NotPositiveDefinite {
-                component: 0,
-                reason: format!(
-                    "noise covariance (singular or indefinite): Cholesky pivot {j} is {p}"
-                ),
-            });
-        }
+        let sn =
+            linalg::validate_covariance(noise_cov.mapv(|v| v.as_f64()).view(), float_range::<F>())
+                .map_err(|reason| Error::NotPositiveDefinite {
+                    component: 0,
+                    reason: format!("noise covariance: {reason}"),
+                })?
+                .sym;
         let ln_2pi = (2.0 * std::f64::consts::PI).ln();
         let mut means = Array2::<F>::zeros((k_n, d));
         let mut covs = Array3::<F>::zeros((k_n, d, d));
-        let mut logw = vec![0.0_f64; k_n];
+        // The residuals y − A μ_k, all formed first: the weights' exponents −½ rᵀ C⁻¹ r are
+        // computed on r · 2^−e (one e for all components) and combined by differences
+        // (`kernel::safe::softmax_into`), so observations ≳ 1e154 away still give weights.
+        let resid: Vec<Array1<f64>> = (0..k_n)
+            .map(|k| &y - &a.dot(&self.means.row(k).mapv(|v| v.as_f64())))
+            .collect();
+        let max_r = resid
+            .iter()
+            .flat_map(|r| r.iter())
+            .fold(0.0_f64, |m, v| m.max(v.abs()));
+        if !max_r.is_finite() {
+            return Err(Error::Unrepresentable {
+                what: "observation residual y − A μ",
+                index: 0,
+                reason: format!("it overflows (|y|, |A μ| too large: {max_r:e})"),
+            });
+        }
+        let e = kernel::safe::scale_exponent(max_r);
+        let mut log_norm = vec![0.0_f64; k_n];
+        let mut q_hat = vec![0.0_f64; k_n];
+        let mut chols = Vec::with_capacity(k_n);
+        let mut r_hats = Vec::with_capacity(k_n);
         let eye = Array2::<f64>::eye(d);
         for k in 0..k_n {
             let s = self.covs.index_axis(Axis(0), k).mapv(|v| v.as_f64());
             let mu = self.means.row(k).mapv(|v| v.as_f64());
             let p = a.dot(&s); // A S  (M × D)
-            let mut c = p.dot(&a.t()) + &sn; // A S Aᵀ + Σ_n
-            c = (&c + &c.t()) * 0.5;
+            let c = p.dot(&a.t()) + &sn; // A S Aᵀ + Σ_n
+            // Symmetrised by halves (the sum of two entries near f64::MAX overflows).
+            let c = Array2::from_shape_fn((m, m), |(i, j)| c[[i, j]] * 0.5 + c[[j, i]] * 0.5);
+            if !check::all_finite(&c) || !check::all_finite(&p) {
+                return Err(Error::Unrepresentable {
+                    what: "observation covariance A S Aᵀ + Σ_n",
+                    index: k,
+                    reason: format!(
+                        "it overflows for component {k} (A or the prior covariance too large)"
+                    ),
+                });
+            }
             let l = linalg::cholesky(c.view()).map_err(|(j, piv)| Error::NotPositiveDefinite {
                 component: k,
-                reason: format!("A S Aᵀ + Σ_n: Cholesky pivot {j} is {piv}"),
+                reason: format!("A S Aᵀ + Σ_n: Cholesky pivot {j} is {piv:?}"),
             })?;
-            let r: Array1<f64> = &y - &a.dot(&mu);
-            let wr = linalg::solve_lower(l.view(), r.view());
+            let r = &resid[k];
+            let r_hat = r.mapv(|v| kernel::safe::ldexp(v, -e));
+            let wr = linalg::solve_lower(l.view(), r_hat.view());
             let log_det: f64 = l.diag().iter().map(|v| v.ln()).sum();
-            logw[k] = self.log_weights[k].as_f64()
-                - 0.5 * wr.dot(&wr)
-                - log_det
-                - 0.5 * m as f64 * ln_2pi;
+            q_hat[k] = wr.dot(&wr);
+            log_norm[k] = self.log_weights[k].as_f64() - log_det - 0.5 * m as f64 * ln_2pi;
             // Kᵀ = C⁻¹ A S, column by column (M × D).
             let mut kt = Array2::<f64>::zeros((m, d));
             for j in 0..d {
@@ -126,23 +134,61 @@ impl<F: Real> GaussianMixture<F> {
                     .assign(&linalg::cho_solve(l.view(), p.column(j)));
             }
             let gain = kt.t(); // K = S Aᵀ C⁻¹ (D × M)
-            let mean = &mu + &gain.dot(&r);
+            let mean = &mu + &gain.dot(r);
             let ika = &eye - &gain.dot(&a); // I − K A
             let post = ika.dot(&s).dot(&ika.t()) + gain.dot(&sn).dot(&kt);
             for i in 0..d {
-                means[[k, i]] = F::lit(mean[i]);
+                let mi = F::lit(mean[i]);
+                if !mi.is_finite() {
+                    return Err(Error::Unrepresentable {
+                        what: "posterior mean",
+                        index: k * d + i,
+                        reason: format!(
+                            "component {k}, coordinate {i}: μ + K (y − A μ) = {:e} is outside \
+                             the float range",
+                            mean[i]
+                        ),
+                    });
+                }
+                means[[k, i]] = mi;
                 for j in 0..=i {
-                    let v = F::lit(0.5 * (post[[i, j]] + post[[j, i]]));
+                    let v = F::lit(post[[i, j]] * 0.5 + post[[j, i]] * 0.5);
                     covs[[k, i, j]] = v;
                     covs[[k, j, i]] = v;
                 }
             }
+            chols.push(l);
+            r_hats.push(r_hat);
         }
-        let mx = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let z: f64 = logw.iter().map(|l| (l - mx).exp()).sum();
-        let tiny = F::min_positive_value().as_f64();
-        let weights =
-            Array1::from_iter(logw.iter().map(|l| F::lit(((l - mx).exp() / z).max(tiny))));
+        if !q_hat.iter().any(|q| q.is_finite()) {
+            return Err(Error::Unrepresentable {
+                what: "posterior weights",
+                index: 0,
+                reason: "the scaled Mahalanobis distance of y overflows for every component".into(),
+            });
+        }
+        // q_k − q_j0 from r_k − r_j0 = A (μ_j0 − μ_k), exact where y is far from both.
+        let j0 = kernel::safe::nearest(&log_norm, &q_hat);
+        let mu_hat = |k: usize| {
+            self.means
+                .row(k)
+                .mapv(|v| kernel::safe::ldexp(v.as_f64(), -e))
+        };
+        let mut post_w: Vec<f64> = (0..k_n)
+            .map(|k| {
+                let delta = a.dot(&(&mu_hat(j0) - &mu_hat(k)));
+                linalg::quad_difference(
+                    chols[k].view(),
+                    chols[j0].view(),
+                    r_hats[k].view(),
+                    r_hats[j0].view(),
+                    delta.view(),
+                )
+            })
+            .collect();
+        kernel::safe::softmax_diffs(&log_norm, j0, q_hat[j0], e, &mut post_w);
+        let tiny = F::min_positive_value();
+        let weights = Array1::from_iter(post_w.iter().map(|&w| F::lit(w).max(tiny)));
         Self::new(weights, means, covs)
     }
 }

@@ -4,6 +4,7 @@ use super::GaussianMixture;
 use crate::error::{Error, Result};
 use crate::num::Real;
 use ndarray::{Array1, Array2, Array3};
+
 use serde::{Deserialize, Serialize};
 
 /// A mixture as plain numbers: the JSON layout of `../shared/peers/problems/*.json`
@@ -72,17 +73,22 @@ impl MixtureSpec {
                 self.covs.len(),
             ));
         }
-        let mut means = Array2::<F>::zeros((k, d));
-        let mut covs = Array3::<F>::zeros((k, d, d));
+        // Every shape is checked against the lists before the arrays are allocated: a spec
+        // with one long mean and short covariances must not allocate K × D × D first.
         for c in 0..k {
             if self.means[c].len() != d {
                 return Err(Error::shape("mean length", d, self.means[c].len()));
             }
-            for j in 0..d {
-                means[[c, j]] = F::lit(self.means[c][j]);
-            }
             if self.covs[c].len() != d || self.covs[c].iter().any(|r| r.len() != d) {
                 return Err(Error::shape("covariance", (d, d), format!("component {c}")));
+            }
+        }
+        let mut means: Array2<F> = crate::check::zeros("mixture means", ndarray::Ix2(k, d))?;
+        let mut covs: Array3<F> =
+            crate::check::zeros("mixture covariances", ndarray::Ix3(k, d, d))?;
+        for c in 0..k {
+            for j in 0..d {
+                means[[c, j]] = F::lit(self.means[c][j]);
             }
             for i in 0..d {
                 for j in 0..d {

@@ -60,12 +60,19 @@ impl DataScaling {
 
 /// Bits per dimension from per-sample `log p_x(x)` in nats, for `dim`-dimensional data.
 ///
+/// Errors: `dim = 0` or an invalid `scaling` ([`Error::InvalidParameter`]), a non-finite
+/// `log p` ([`Error::NonFinite`]), and a result beyond `f64` ([`Error::Unrepresentable`]:
+/// `|log p| / (D ln 2)` overflows for `|log p|` above `D ln 2 · f64::MAX`).
+///
 /// ```
 /// use score_sde::likelihood::{bits_per_dim, DataScaling};
 /// use ndarray::array;
 /// // A model uniform on [0, 1)^D gives log p = 0 and exactly 8 bits per dimension.
 /// let b = bits_per_dim(array![0.0_f64].view(), 3, DataScaling::eight_bit_unit()).unwrap();
 /// assert!((b[0] - 8.0).abs() < 1e-12);
+/// // log p = −f64::MAX in one dimension is 2.6e308 bits: not representable.
+/// let r = bits_per_dim(array![-f64::MAX].view(), 1, DataScaling::eight_bit_unit());
+/// assert!(matches!(r, Err(score_sde::Error::Unrepresentable { .. })));
 /// ```
 pub fn bits_per_dim<F: Real>(
     log_px: ArrayView1<F>,
@@ -75,8 +82,19 @@ pub fn bits_per_dim<F: Real>(
     if dim == 0 {
         return Err(Error::param("dim", 0.0, "must be at least 1"));
     }
+    // The fields are public: revalidate (a NaN scale would give NaN bits silently).
+    let scaling = DataScaling::new(scaling.bins, scaling.scale)?;
+    crate::check::finite("log p_x", &log_px)?;
     let d = dim as f64;
-    Ok(log_px.mapv(|l| -l.as_f64() / (d * std::f64::consts::LN_2) + scaling.offset_bits()))
+    let bpd = log_px.mapv(|l| -l.as_f64() / (d * std::f64::consts::LN_2) + scaling.offset_bits());
+    if let Some(i) = bpd.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Unrepresentable {
+            what: "bits per dimension",
+            index: i,
+            reason: "−log p / (D ln 2) overflows f64 (|log p| near f64::MAX)".into(),
+        });
+    }
+    Ok(bpd)
 }
 
 /// Uniform dequantisation `u = (y + U[0,1)) / B` of integer levels `y ∈ {0, …, B−1}`,
@@ -100,6 +118,7 @@ pub fn dequantize_uniform<F: Real>(
     if !shift.is_finite() {
         return Err(Error::param("shift", shift, "must be finite"));
     }
+    let scaling = DataScaling::new(scaling.bins, scaling.scale)?;
     let b = scaling.bins as f64;
     let mut out = Array2::<F>::zeros(y.raw_dim());
     for (o, &v) in out.iter_mut().zip(y.iter()) {
@@ -112,6 +131,13 @@ pub fn dequantize_uniform<F: Real>(
         }
         let u = (v as f64 + f64::uniform01(rng)) / b;
         *o = F::lit(scaling.scale * u + shift);
+        if !o.is_finite() {
+            return Err(Error::Unrepresentable {
+                what: "dequantised value scale · u + shift",
+                index: 0,
+                reason: "it overflows the float type (scale or shift too large)".into(),
+            });
+        }
     }
     Ok(out)
 }

@@ -26,7 +26,7 @@ pub use crate::jacobian::Probe;
 use crate::jacobian::ScoreJvp;
 use crate::num::Real;
 use crate::score::ScoreModel;
-use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut1, Axis, Zip};
+use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut1, Axis, Ix2, Ix3, Zip};
 use rand::RngCore;
 
 /// How to compute the score's divergence.
@@ -95,15 +95,17 @@ impl<F: Real> Divergence<F> {
                 what: "divergence batch",
             });
         }
+        // Sizes from the caller: every product and allocation is checked first.
         let probes = match method {
             DivergenceMethod::Hutchinson { probes, probe } => {
-                let mut p = Array3::<F>::zeros((probes, n, d));
+                let mut p: Array3<F> =
+                    check::zeros("Hutchinson probes (probes × N × D)", Ix3(probes, n, d))?;
                 for k in 0..probes {
                     probe.fill(p.index_axis_mut(Axis(0), k), rng);
                 }
                 p
             }
-            _ => Array3::zeros((0, n, d)),
+            _ => Array3::zeros((0, 0, 0)),
         };
         let fd = method == DivergenceMethod::FiniteDifference;
         let hutch = matches!(method, DivergenceMethod::Hutchinson { .. });
@@ -111,8 +113,11 @@ impl<F: Real> Divergence<F> {
             method,
             probes,
             jvp: ScoreJvp::new(n, d)?,
-            axis: Array2::zeros(if fd { (n, d) } else { (0, d) }),
-            jv: Array2::zeros(if fd || hutch { (n, d) } else { (0, d) }),
+            axis: check::zeros("divergence buffer (N × D)", Ix2(if fd { n } else { 0 }, d))?,
+            jv: check::zeros(
+                "divergence buffer (N × D)",
+                Ix2(if fd || hutch { n } else { 0 }, d),
+            )?,
         })
     }
 

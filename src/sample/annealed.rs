@@ -40,20 +40,10 @@ impl<F: Real> AnnealedLangevinStep<F> {
     /// The plan: the starting level, then each level repeated `steps_per_level` times
     /// (the size checked before anything is allocated).
     fn plan(&self) -> Result<Plan<F>> {
-        let too_large = || {
-            Error::param(
-                "levels × steps_per_level",
-                self.levels as f64,
-                "is too large",
-            )
-        };
-        let len = self
-            .levels
-            .checked_mul(self.steps_per_level)
-            .and_then(|n| n.checked_add(1))
-            .ok_or_else(too_large)?;
-        let mut v = Vec::new();
-        v.try_reserve_exact(len).map_err(|_| too_large())?;
+        const WHAT: &str = "annealed Langevin plan (levels × steps_per_level + 1)";
+        let steps = crate::check::elements(WHAT, &[self.levels, self.steps_per_level])?;
+        let len = crate::check::add_count(WHAT, steps, 1)?;
+        let mut v = crate::check::vec_with_capacity(WHAT, len)?;
         v.push(self.level(0));
         for i in 0..self.levels {
             let sigma = self.level(i);

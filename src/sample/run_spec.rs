@@ -84,33 +84,43 @@ impl RunSpec {
     /// The whole run cut into `parts` contiguous shards of near-equal size (the first
     /// `total mod parts` one row larger), `1 ≤ parts ≤ total`.
     pub fn split(&self, parts: usize) -> Result<Vec<Self>> {
-        let n = self.total;
-        if parts == 0 || parts > n {
+        self.check_parts(parts)?;
+        // One `RunSpec` per part: sized before allocating (parts may be ~total ~ 10¹²).
+        let mut all = crate::check::vec_with_capacity("run shards (parts)", parts)?;
+        for i in 0..parts {
+            all.push(self.shard(Self::part_rows(self.total, i, parts))?);
+        }
+        Ok(all)
+    }
+    /// Shard `index` of `parts` (0-based), as an array job's task would ask for it: the
+    /// shard [`split`](Self::split) would give at `index`, computed without the others.
+    pub fn part(&self, index: usize, parts: usize) -> Result<Self> {
+        self.check_parts(parts)?;
+        if index >= parts {
+            return Err(Error::param(
+                "index",
+                index as f64,
+                "must be below the number of parts",
+            ));
+        }
+        self.shard(Self::part_rows(self.total, index, parts))
+    }
+    fn check_parts(&self, parts: usize) -> Result<()> {
+        if parts == 0 || parts > self.total {
             return Err(Error::param(
                 "parts",
                 parts as f64,
                 "must be between 1 and the number of samples",
             ));
         }
-        let (q, r) = (n / parts, n % parts);
-        let mut start = 0;
-        (0..parts)
-            .map(|i| {
-                let len = q + usize::from(i < r);
-                let s = self.shard(start..start + len);
-                start += len;
-                s
-            })
-            .collect()
+        Ok(())
     }
-    /// Shard `index` of `parts` (0-based), as an array job's task would ask for it.
-    pub fn part(&self, index: usize, parts: usize) -> Result<Self> {
-        let all = self.split(parts)?;
-        all.into_iter().nth(index).ok_or(Error::param(
-            "index",
-            index as f64,
-            "must be below the number of parts",
-        ))
+    /// Rows of part `i` of `parts` over `0..n`: `q = n / parts` rows each, the first
+    /// `n mod parts` one more (`i·q + min(i, r) ≤ n`, so nothing overflows).
+    fn part_rows(n: usize, i: usize, parts: usize) -> Range<usize> {
+        let (q, r) = (n / parts, n % parts);
+        let start = i * q + i.min(r);
+        start..start + q + usize::from(i < r)
     }
     /// The number of rows of this shard.
     pub fn len(&self) -> usize {

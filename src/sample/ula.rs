@@ -44,12 +44,8 @@ pub(super) fn score_time<F: Real>(t: F) -> Result<F> {
 /// `steps` steps at the one level `t`: the plan of ULA and MALA (`steps + 1` entries,
 /// checked against overflow before anything is allocated).
 pub(super) fn fixed_level<F: Real>(t: F, steps: usize) -> Result<Plan<F>> {
-    let len = steps
-        .checked_add(1)
-        .ok_or(Error::param("steps", steps as f64, "is too large"))?;
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| Error::param("steps", steps as f64, "is too large to allocate a plan for"))?;
+    let len = crate::check::add_count("sampler plan (steps + 1)", steps, 1)?;
+    let mut v = crate::check::vec_with_capacity("sampler plan (steps + 1)", len)?;
     v.resize(len, t);
     Plan::levels(v)
 }

@@ -598,23 +598,52 @@ fn score_sum<F: Real, const FMA: bool>(ws: &mut BlockWorkspace<F>, len: usize, n
         mix_scores::<F, FMA, 2>(ws, len);
     }
     if need_sq {
-        // Δ log p = Σ_k r_k (|G_k|² − tr P_k) − |s|².
+        // Δ log p = (Σ_k r_k |G_k|² − |s|²) − Σ_k r_k tr P_k, with the three sums kept apart
+        // (in `mx`, `sq[..len]`, `sum`; `sum` is free after `weigh`, `sq` after the loop
+        // over components) so that the cancellation can be measured: see `flag_cancellation`.
         let lap = &mut ws.mx[..len];
+        let trr = &mut ws.sum[..len];
         lap.fill(F::zero());
+        trr.fill(F::zero());
         for k in 0..k_n {
             let r = &ws.logits[k * bm..k * bm + len];
             let sq = &ws.sq[k * bm..k * bm + len];
             let tr = ws.trace_prec[k];
             for i in 0..len {
-                lap[i] = madd::<F, FMA>(r[i], sq[i] - tr, lap[i]);
+                lap[i] = madd::<F, FMA>(r[i], sq[i], lap[i]);
+                trr[i] = madd::<F, FMA>(r[i], tr, trr[i]);
             }
         }
+        let s2 = &mut ws.sq[..len];
+        s2.fill(F::zero());
         for j in 0..d {
             let sj = &ws.s[j * bm..j * bm + len];
             for i in 0..len {
-                lap[i] = madd::<F, FMA>(-sj[i], sj[i], lap[i]);
+                s2[i] = madd::<F, FMA>(sj[i], sj[i], s2[i]);
             }
         }
+        flag_cancellation(lap, s2, trr);
+    }
+}
+
+/// `lap ← (pos − s2) − tr` per row, where `pos = Σ_k r_k |v_k|² ≥ s2 = |Σ_k r_k v_k|²` (the
+/// component scores `v_k = G_k`, or `h_k` on the tied path) and `tr` is the trace term; a row
+/// whose rounding error `≈ 2ε·pos` exceeds `√ε` times the result's scale `|pos − s2| + tr`
+/// gets NaN instead, so that `kernel::evaluate` recomputes it by the variance form of
+/// `safe` (far from every component `pos` grows like `|x|²` while the Laplacian stays
+/// `O(tr P)`, and the difference would be rounding noise).
+#[inline(always)]
+pub(super) fn flag_cancellation<F: Real>(lap: &mut [F], s2: &[F], tr: &[F]) {
+    let thr = F::lit(2.0) * F::EPS.sqrt();
+    for i in 0..lap.len() {
+        let pos = lap[i];
+        let var = pos - s2[i];
+        let v = var - tr[i];
+        lap[i] = if pos * thr > var.abs() + tr[i] {
+            F::nan()
+        } else {
+            v
+        };
     }
 }
 

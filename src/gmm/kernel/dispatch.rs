@@ -16,15 +16,15 @@ pub(crate) fn evaluate<F: Real>(
     sigma: F,
     x: ArrayView2<F>,
     ws: &mut BlockWorkspace<F>,
-    mut out: Outputs<'_, F>,
+    out: &mut Outputs<'_, F>,
 ) {
     ws.set_up(parts, alpha, sigma);
     match isa {
-        Isa::Portable => run::<F, PORTABLE_FMA, false>(parts.axis_aligned, x, ws, &mut out),
+        Isa::Portable => run::<F, PORTABLE_FMA, false>(parts.axis_aligned, x, ws, out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2Fma` carries a token only `Isa::detect` (hence `available`) makes,
         // after checking that this CPU has AVX2 and FMA.
-        Isa::Avx2Fma(_) => unsafe { run_avx2_fma(parts.axis_aligned, x, ws, &mut out) },
+        Isa::Avx2Fma(_) => unsafe { run_avx2_fma(parts.axis_aligned, x, ws, out) },
     }
 }
 

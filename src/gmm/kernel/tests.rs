@@ -59,7 +59,13 @@ fn run_block<F: Real>(isa: Isa, gm: &GaussianMixture<F>, a: F, sg: F, x: ArrayVi
     let (k, d) = (gm.n_components(), gm.dim());
     let mut ev = Eval::zeros(x.nrows(), d, k);
     let mut ws = BlockWorkspace::new(k, d);
-    dispatch::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, ev.outputs());
+    // As `kernel::evaluate` with the instruction set fixed: the fast path, then the
+    // scale-aware repair of the rows it flagged or could not represent.
+    let mut out = ev.outputs();
+    dispatch::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, &mut out);
+    if !out.all_finite() {
+        super::safe::repair(&gm.parts(), a, sg, x, &mut out).expect("representable");
+    }
     ev
 }
 
@@ -374,7 +380,7 @@ fn strided_input_and_output() {
             0.7,
             xs,
             &mut ws,
-            Outputs {
+            &mut Outputs {
                 score: Some(out.slice_mut(s![1..;2, ..])),
                 ..Outputs::none()
             },
@@ -606,7 +612,7 @@ fn run_one<F: Real>(
             ..Outputs::none()
         },
     };
-    dispatch::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, out);
+    dispatch::evaluate(isa, &gm.parts(), a, sg, x, &mut ws, &mut { out });
     ev
 }
 

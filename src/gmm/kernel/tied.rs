@@ -159,15 +159,19 @@ fn score_sum<F: Real, const FMA: bool>(
 ) {
     let (k_n, d, bm) = (ws.k, ws.d, ws.bm);
     // `sum` held 1/Σ e until `weigh`; it is free now and holds one coordinate of h̄.
+    // `sq[..len]` (yᵀ P y, used by `write_log_prob` before this) now holds Σ_k r_k |h_k|²
+    // and `mx` accumulates |h̄|², kept apart for `block::flag_cancellation`.
     let hbar = &mut ws.sum[..len];
     let lap = &mut ws.mx[..len];
+    let pos = &mut ws.sq[..len];
     if laplacian {
         lap.fill(F::zero());
+        pos.fill(F::zero());
         for k in 0..k_n {
             let r = &ws.logits[k * bm..k * bm + len];
             let hs = ws.h_sq[k];
             for i in 0..len {
-                lap[i] = madd::<F, FMA>(r[i], hs, lap[i]);
+                pos[i] = madd::<F, FMA>(r[i], hs, pos[i]);
             }
         }
     }
@@ -188,14 +192,18 @@ fn score_sum<F: Real, const FMA: bool>(
         }
         if laplacian {
             for i in 0..len {
-                lap[i] = madd::<F, FMA>(-hbar[i], hbar[i], lap[i]);
+                lap[i] = madd::<F, FMA>(hbar[i], hbar[i], lap[i]);
             }
         }
     }
     if laplacian {
-        let tr = ws.trace_prec[0];
-        for v in lap.iter_mut() {
-            *v -= tr;
+        // lap ← Σ_k r_k |h_k|² − |h̄|² − tr P, or NaN where that cancels (see there).
+        let tr = [ws.trace_prec[0]; CHUNK];
+        for c in (0..len).step_by(CHUNK) {
+            let mut v = [F::zero(); CHUNK];
+            v.copy_from_slice(&pos[c..c + CHUNK]);
+            block::flag_cancellation(&mut v, &lap[c..c + CHUNK], &tr);
+            lap[c..c + CHUNK].copy_from_slice(&v);
         }
     }
 }
