@@ -9,6 +9,7 @@ use ndarray::ArrayView2;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// `--name value` flags and bare `--switch`es; unknown names are errors listing `usage`.
 pub struct Flags {
@@ -198,4 +199,82 @@ pub fn loss_curve(
         .draw()?;
     root.present()?;
     Ok(path.to_path_buf())
+}
+
+/// Wall seconds, this process's CPU seconds, and the cores other processes kept busy.
+#[derive(Default)]
+pub struct Timed {
+    /// Wall-clock seconds.
+    pub wall: f64,
+    /// CPU seconds of this process (all threads).
+    pub cpu: f64,
+    /// Average number of cores busy with other processes.
+    pub others: f64,
+}
+
+/// Measures a timed region (see [`Timed`]).
+pub struct Timer {
+    clock: Instant,
+    cpu: f64,
+    busy: (u64, u64),
+}
+
+impl Timer {
+    /// Start measuring.
+    pub fn start() -> Self {
+        Self {
+            busy: proc_stat_busy(),
+            cpu: cpu_seconds(),
+            clock: Instant::now(),
+        }
+    }
+    /// Stop measuring.
+    pub fn stop(self) -> Timed {
+        let wall = self.clock.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - self.cpu;
+        let (b1, _) = proc_stat_busy();
+        let hz = 100.0; // USER_HZ: /proc/stat counts in 1/100 s on Linux
+        let busy = (b1.saturating_sub(self.busy.0)) as f64 / hz;
+        Timed {
+            wall,
+            cpu,
+            others: ((busy - cpu) / wall).max(0.0),
+        }
+    }
+}
+
+/// `(busy, total)` jiffies over all CPUs from `/proc/stat` (zeros elsewhere).
+fn proc_stat_busy() -> (u64, u64) {
+    let Ok(s) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    let total: u64 = v.iter().sum();
+    (total.saturating_sub(idle), total)
+}
+
+/// This process's CPU seconds (all threads) from `/proc/self/task/*/schedstat`.
+fn cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
+            ns += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ns as f64 * 1e-9
 }

@@ -555,8 +555,10 @@ impl<'a, F: Real + WithDType, M: TimeModule, S> DsmTrainer<'a, F, M, S> {
         )
     }
 
-    /// The loss tensor (a scalar in the module's dtype, with its gradient graph).
-    fn loss_tensor(&self, batch: &TrainingBatch<F>) -> Result<Tensor> {
+    /// The loss of `batch` as a tensor (a scalar in the module's dtype, with its gradient
+    /// graph): [`DsmTrainer::step`] is `draw_batch`, this, and an optimiser step; a custom
+    /// loop (or a profile of one) can take the parts apart.
+    pub fn loss_tensor(&self, batch: &TrainingBatch<F>) -> Result<Tensor> {
         let net = self.model.network();
         let (x, t) = net.inputs(batch.x_t.view(), batch.t.iter().copied())?;
         let pred = net.forward_tensor(&x, &t)?;
