@@ -39,6 +39,7 @@ mod checkpoint;
 mod classifier;
 mod divergence;
 mod ema;
+mod fused;
 mod spec;
 mod unet;
 

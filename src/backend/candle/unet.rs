@@ -14,6 +14,7 @@
 //! `scripts/torch_digits.py` builds the same network in PyTorch (same parameter names and
 //! shapes); `tests/candle_digits.rs` checks the two agree on a fixture.
 
+use super::fused::GroupNormSilu;
 use super::{TimeModule, candle_err, fourier_frequencies, time_features};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Module, Tensor};
@@ -87,6 +88,7 @@ fn per_pixel(v: &Tensor, pixels: usize) -> candle_core::Result<Tensor> {
 }
 
 /// `[N, 1, C]`: the sums over the `P` pixels of `x` `[N, P, C]`, `1_Pᵀ xₙ` per sample.
+#[cfg(test)]
 fn pixel_sum(x: &Tensor) -> candle_core::Result<Tensor> {
     let (n, p, _) = x.dims3()?;
     Tensor::ones((n, 1, p), x.dtype(), x.device())?.matmul(x)
@@ -198,6 +200,7 @@ impl GroupNorm {
     }
 
     /// `[N, 1, C]` per-channel sums → `[N, 1, C]` means of each channel's group.
+    #[cfg(test)]
     fn group_mean(&self, sums: &Tensor, count: f64) -> candle_core::Result<Tensor> {
         let (n, _, c) = sums.dims3()?;
         let (g, cg) = (self.groups, c / self.groups);
@@ -206,6 +209,21 @@ impl GroupNorm {
             .reshape((n, 1, c))
     }
 
+    /// `silu(gn(x))` by the fused operation of `fused.rs` (one graph node).
+    fn forward_silu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, h, w, c) = x.dims4()?;
+        let op = GroupNormSilu {
+            groups: self.groups,
+            eps: GN_EPS,
+        };
+        x.reshape((n, h * w, c))?
+            .apply_op3(&self.weight, &self.bias, op)?
+            .reshape((n, h, w, c))
+    }
+
+    /// `gn(x)` from candle's tensor operations: the reference the fused operation is tested
+    /// against.
+    #[cfg(test)]
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (n, h, w, c) = x.dims4()?;
         let p = h * w;
@@ -266,12 +284,12 @@ impl ResBlock {
 
     /// `x` `[N, H, W, cin]`, `emb_act` = SiLU(emb) `[N, E]`.
     fn forward(&self, x: &Tensor, emb_act: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
+        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
         let (n, hh, ww, c) = h.dims4()?;
         let shift = self.temb.forward(emb_act)?.reshape((n, 1, c))?;
         let h =
             (h.reshape((n, hh * ww, c))? + per_pixel(&shift, hh * ww)?)?.reshape((n, hh, ww, c))?;
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         match &self.skip {
             Some(s) => s.forward(x)? + h,
             None => x + h,
@@ -377,7 +395,7 @@ impl TimeModule for TimeUnet {
         let h = self
             .up_res
             .forward(&Tensor::cat(&[&h, &h1], 3)?, &emb_act)?;
-        let h = self.out_conv.forward(&self.out_norm.forward(&h)?.silu()?)?;
+        let h = self.out_conv.forward(&self.out_norm.forward_silu(&h)?)?;
         h.reshape((n, d))
     }
     fn dtype(&self) -> DType {
@@ -385,5 +403,68 @@ impl TimeModule for TimeUnet {
     }
     fn device(&self) -> &Device {
         &self.device
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The fused group norm + SiLU against the same function from candle's tensor operations
+    /// (and candle's autograd for the gradients), in f64.
+    #[test]
+    fn the_fused_group_norm_silu_matches_the_composed_one() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(
+            &(Tensor::randn(0f64, 1.5, (3, 4, 5, 8), &dev).unwrap() + 0.7).unwrap(),
+        )
+        .unwrap();
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &dev);
+        let gn = GroupNorm::new(4, 8, vb).unwrap();
+        // Non-trivial scale and shift.
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            let v = Tensor::randn(0f64, 1.0, 8, &dev).unwrap();
+            var.set(&if name.ends_with("weight") {
+                (v + 1.0).unwrap()
+            } else {
+                v
+            })
+            .unwrap();
+        }
+        let r = Tensor::randn(0f64, 1.0, (3, 4, 5, 8), &dev).unwrap();
+        let fused = gn.forward_silu(&x).unwrap();
+        let composed = gn.forward(&x).unwrap().silu().unwrap();
+        let max_diff = |a: &Tensor, b: &Tensor| -> f64 {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        // Both are f64 evaluations of one formula in a different order: rounding only.
+        assert!(max_diff(&fused, &composed) < 1e-12);
+        let g1 = (&fused * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (&composed * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for t in [x.as_tensor(), &gn.weight, &gn.bias] {
+            let (a, b) = (g1.get(t).unwrap(), g2.get(t).unwrap());
+            assert!(max_diff(a, b) < 1e-10, "{}", max_diff(a, b));
+        }
     }
 }
