@@ -14,7 +14,7 @@
 //! `scripts/torch_digits.py` builds the same network in PyTorch (same parameter names and
 //! shapes); `tests/candle_digits.rs` checks the two agree on a fixture.
 
-use super::fused::GroupNormSilu;
+use super::fused::{GroupNormSilu, Im2Col};
 use super::{TimeModule, candle_err, fourier_frequencies, time_features};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Module, Tensor};
@@ -69,45 +69,34 @@ impl UnetConfig {
 /// The group-norm epsilon (PyTorch's default).
 const GN_EPS: f64 = 1e-5;
 
-// Broadcasts as matrix products. candle 0.11 differentiates a broadcast by summing the
-// gradient over the broadcast axes, and its CPU sum over a non-innermost axis is a strided
-// loop: summing a [8192, 32] gradient over its rows took 37 times as long as the same sum
-// as a product with a vector of ones (docs/performance.md). Written as products with
-// ones, the broadcasts' backward passes are GEMMs too.
-
-/// `[M, C]`, every row `v` (`[C]`): the outer product `1_M vᵀ`.
-fn rows_of(v: &Tensor, m: usize) -> candle_core::Result<Tensor> {
-    let c = v.dim(0)?;
-    Tensor::ones((m, 1), v.dtype(), v.device())?.matmul(&v.reshape((1, c))?)
+/// Activations as rows of channels: `x` is `[N·H·W, C]`, pixel-major within a sample (the
+/// channels-last layout, flattened), so that a convolution is one matrix product and no
+/// reshape node enters the graph.
+#[derive(Debug, Clone)]
+struct Maps {
+    x: Tensor,
+    n: usize,
+    h: usize,
+    w: usize,
 }
 
-/// `[N, P, C]` from per-sample values `[N, 1, C]`: `1_P vₙᵀ` for every sample.
-fn per_pixel(v: &Tensor, pixels: usize) -> candle_core::Result<Tensor> {
-    let n = v.dim(0)?;
-    Tensor::ones((n, pixels, 1), v.dtype(), v.device())?.matmul(v)
+impl Maps {
+    fn with(&self, x: Tensor) -> Self {
+        Self { x, ..*self }
+    }
 }
 
-/// `[N, 1, C]`: the sums over the `P` pixels of `x` `[N, P, C]`, `1_Pᵀ xₙ` per sample.
-#[cfg(test)]
-fn pixel_sum(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (n, p, _) = x.dims3()?;
-    Tensor::ones((n, 1, p), x.dtype(), x.device())?.matmul(x)
-}
-
-/// A 2-D convolution computed as one matrix product (im2col; Chellapilla et al. 2006) on
-/// channels-last `[N, H, W, C]` activations. Its parameters are PyTorch's `Conv2d`'s
-/// (`weight` `[out, in, k, k]`, `bias` `[out]`, same names). candle 0.11's own CPU
-/// `conv2d` forms each output pixel by a dot product and its backward pass runs
-/// `conv_transpose2d` as plain loops: on this network they took most of a training step
-/// (docs/performance.md); the product form sends the work to the GEMM kernel, forward and
-/// backward, and the patch matrix is one `index_select` (backward: one `index_add`).
+/// A 2-D convolution as one matrix product: the patch matrix ([`Im2Col`], a single candle
+/// operation, with a column of ones for the bias) times `[W | b]ᵀ`. Its parameters are
+/// PyTorch's `Conv2d`'s (`weight` `[out, in, k, k]`, `bias` `[out]`, same names). candle
+/// 0.11's own CPU `conv2d` forms each output pixel by a dot product and its backward pass
+/// runs `conv_transpose2d` as plain loops: 4.7 times slower on this network's layers
+/// (docs/performance.md).
 #[derive(Debug, Clone)]
 struct Conv {
     weight: Tensor,
     bias: Tensor,
-    k: usize,
     stride: usize,
-    pad: usize,
 }
 
 impl Conv {
@@ -126,60 +115,43 @@ impl Conv {
         Ok(Self {
             weight: vb.get_with_hints((cout, cin, k, k), "weight", init)?,
             bias: vb.get_with_hints(cout, "bias", init)?,
-            k,
             stride,
-            pad: k / 2,
         })
     }
 
-    /// `x` `[N, H, W, C_in]` → `[N, H', W', C_out]`.
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, h, w, c) = x.dims4()?;
-        let (k, s, p) = (self.k, self.stride, self.pad);
-        let cout = self.weight.dim(0)?;
-        if h + 2 * p < k || w + 2 * p < k {
-            candle_core::bail!("Conv: {h}x{w} input is smaller than the {k}x{k} kernel");
-        }
-        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
-        let cols = if k == 1 && s == 1 {
-            x.reshape((n * h * w, c))?
-        } else {
-            // One gather builds the patch matrix: row (i, j) of the output image holds the
-            // k·k input pixels its window covers, u32::MAX (a zero row for index_select, and
-            // skipped by the index_add of its backward pass) where the window leaves the
-            // image, i.e. the zero padding.
-            let mut idx = Vec::with_capacity(oh * ow * k * k);
-            for i in 0..oh {
-                for j in 0..ow {
-                    for di in 0..k {
-                        for dj in 0..k {
-                            let r = (i * s + di).checked_sub(p).filter(|&r| r < h);
-                            let q = (j * s + dj).checked_sub(p).filter(|&q| q < w);
-                            idx.push(match (r, q) {
-                                (Some(r), Some(q)) => (r * w + q) as u32,
-                                _ => u32::MAX,
-                            });
-                        }
-                    }
-                }
-            }
-            let idx = Tensor::from_vec(idx, oh * ow * k * k, x.device())?;
-            x.reshape((n, h * w, c))?
-                .index_select(&idx, 1)?
-                .reshape((n * oh * ow, k * k * c))?
+    fn forward(&self, m: &Maps) -> candle_core::Result<Maps> {
+        let (cout, cin, k, _) = self.weight.dims4()?;
+        let op = Im2Col {
+            n: m.n,
+            h: m.h,
+            w: m.w,
+            k,
+            stride: self.stride,
         };
-        // Rows of (kh, kw, c_in) against the weight in the same order.
-        let wmat = self
-            .weight
-            .permute((0, 2, 3, 1))?
-            .reshape((cout, k * k * c))?;
-        let m = n * oh * ow;
-        (cols.matmul(&wmat.t()?)? + rows_of(&self.bias, m)?)?.reshape((n, oh, ow, cout))
+        let (oh, ow) = op.out_hw();
+        // [W | b]: rows of (kh, kw, c_in) as in the patch matrix, then the bias.
+        let wb = Tensor::cat(
+            &[
+                &self
+                    .weight
+                    .permute((0, 2, 3, 1))?
+                    .reshape((cout, k * k * cin))?,
+                &self.bias.reshape((cout, 1))?,
+            ],
+            1,
+        )?;
+        let y = m.x.apply_op1(op)?.matmul(&wb.t()?)?;
+        Ok(Maps {
+            x: y,
+            n: m.n,
+            h: oh,
+            w: ow,
+        })
     }
 }
 
-/// Group normalisation (Wu & He 2018) of channels-last activations; PyTorch's `GroupNorm`
-/// (biased variance, `ε` inside the root, per-channel `weight` and `bias`).
+/// Group normalisation (Wu & He 2018) followed by SiLU, PyTorch's `GroupNorm` parameters
+/// (`weight`, `bias`); computed by the fused operation [`GroupNormSilu`].
 #[derive(Debug, Clone)]
 struct GroupNorm {
     weight: Tensor,
@@ -199,59 +171,63 @@ impl GroupNorm {
         })
     }
 
-    /// `[N, 1, C]` per-channel sums → `[N, 1, C]` means of each channel's group.
-    #[cfg(test)]
-    fn group_mean(&self, sums: &Tensor, count: f64) -> candle_core::Result<Tensor> {
-        let (n, _, c) = sums.dims3()?;
-        let (g, cg) = (self.groups, c / self.groups);
-        (sums.reshape((n, g, cg))?.sum_keepdim(2)? / count)?
-            .broadcast_as((n, g, cg))?
-            .reshape((n, 1, c))
-    }
-
-    /// `silu(gn(x))` by the fused operation of `fused.rs` (one graph node).
-    fn forward_silu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, h, w, c) = x.dims4()?;
+    /// `silu(gn(x + shift))`, `shift` `[N, C]` (zero if `None`).
+    fn silu(&self, m: &Maps, shift: Option<&Tensor>) -> candle_core::Result<Maps> {
+        let c = self.weight.dim(0)?;
+        let zeros;
+        let shift = match shift {
+            Some(s) => s,
+            None => {
+                zeros = Tensor::zeros((m.n, c), m.x.dtype(), m.x.device())?;
+                &zeros
+            }
+        };
+        let wb = Tensor::stack(&[&self.weight, &self.bias], 0)?;
         let op = GroupNormSilu {
             groups: self.groups,
             eps: GN_EPS,
         };
-        x.reshape((n, h * w, c))?
-            .apply_op3(&self.weight, &self.bias, op)?
-            .reshape((n, h, w, c))
+        Ok(m.with(m.x.apply_op3(shift, &wb, op)?))
     }
 
-    /// `gn(x)` from candle's tensor operations: the reference the fused operation is tested
-    /// against.
+    /// `gn(x)` from candle's tensor operations, `x` `[N, P, C]`: the reference the fused
+    /// operation is tested against.
     #[cfg(test)]
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, h, w, c) = x.dims4()?;
-        let p = h * w;
-        let count = (p * (c / self.groups)) as f64;
-        let x3 = x.reshape((n, p, c))?;
-        let mean = self.group_mean(&pixel_sum(&x3)?, count)?;
-        let xc = (x3 - per_pixel(&mean, p)?)?;
-        let var = self.group_mean(&pixel_sum(&xc.sqr()?)?, count)?;
-        // y = (x − μ) · w/√(σ² + ε) + b, the per-sample, per-channel factor formed small.
-        let scale = (var + GN_EPS)?
-            .sqrt()?
-            .recip()?
-            .broadcast_mul(&self.weight)?;
-        let shift = rows_of(&self.bias, n)?.reshape((n, 1, c))?;
-        ((xc * per_pixel(&scale, p)?)? + per_pixel(&shift, p)?)?.reshape((n, h, w, c))
+    fn composed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, p, c) = x.dims3()?;
+        let (g, cg) = (self.groups, c / self.groups);
+        let count = (p * cg) as f64;
+        let group_mean = |t: &Tensor| -> candle_core::Result<Tensor> {
+            (t.sum_keepdim(1)?.reshape((n, g, cg))?.sum_keepdim(2)? / count)?
+                .broadcast_as((n, g, cg))?
+                .reshape((n, 1, c))
+        };
+        let xc = x.broadcast_sub(&group_mean(x)?)?;
+        let var = group_mean(&xc.sqr()?)?;
+        xc.broadcast_div(&(var + GN_EPS)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
     }
 }
 
-/// Nearest-neighbour 2× up-sampling of `[N, H, W, C]`, as a gather.
-fn upsample2(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (n, h, w, c) = x.dims4()?;
-    let idx: Vec<u32> = (0..2 * h)
-        .flat_map(|i| (0..2 * w).map(move |j| ((i / 2) * w + j / 2) as u32))
+/// Nearest-neighbour 2× up-sampling, as one gather of rows.
+fn upsample2(m: &Maps) -> candle_core::Result<Maps> {
+    let (h, w) = (m.h, m.w);
+    let idx: Vec<u32> = (0..m.n)
+        .flat_map(|n| {
+            (0..2 * h).flat_map(move |i| {
+                (0..2 * w).map(move |j| (n * h * w + (i / 2) * w + j / 2) as u32)
+            })
+        })
         .collect();
-    let idx = Tensor::from_vec(idx, 4 * h * w, x.device())?;
-    x.reshape((n, h * w, c))?
-        .index_select(&idx, 1)?
-        .reshape((n, 2 * h, 2 * w, c))
+    let len = idx.len();
+    let idx = Tensor::from_vec(idx, len, m.x.device())?;
+    Ok(Maps {
+        x: m.x.index_select(&idx, 0)?,
+        n: m.n,
+        h: 2 * h,
+        w: 2 * w,
+    })
 }
 
 /// A residual block with a time-embedding shift.
@@ -282,18 +258,17 @@ impl ResBlock {
         })
     }
 
-    /// `x` `[N, H, W, cin]`, `emb_act` = SiLU(emb) `[N, E]`.
-    fn forward(&self, x: &Tensor, emb_act: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
-        let (n, hh, ww, c) = h.dims4()?;
-        let shift = self.temb.forward(emb_act)?.reshape((n, 1, c))?;
-        let h =
-            (h.reshape((n, hh * ww, c))? + per_pixel(&shift, hh * ww)?)?.reshape((n, hh, ww, c))?;
-        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
-        match &self.skip {
-            Some(s) => s.forward(x)? + h,
-            None => x + h,
-        }
+    /// `emb_act` = SiLU(emb) `[N, E]`.
+    fn forward(&self, m: &Maps, emb_act: &Tensor) -> candle_core::Result<Maps> {
+        let h = self.conv1.forward(&self.norm1.silu(m, None)?)?;
+        // The time shift enters the second normalisation: gn(h + Linear(SiLU(emb))).
+        let shift = self.temb.forward(emb_act)?;
+        let h = self.conv2.forward(&self.norm2.silu(&h, Some(&shift))?)?;
+        let skip = match &self.skip {
+            Some(s) => s.forward(m)?.x,
+            None => m.x.clone(),
+        };
+        Ok(h.with((skip + h.x.clone())?))
     }
 }
 
@@ -384,18 +359,22 @@ impl TimeModule for TimeUnet {
                 .silu()?,
         )?;
         let emb_act = emb.silu()?;
-        // Channels last throughout: [N, S, S, 1] is the row-major image itself.
-        let x = x.reshape((n, s, s, 1))?;
+        // Rows of channels throughout: [N·S·S, 1] is the row-major images themselves.
+        let x = Maps {
+            x: x.reshape((n * s * s, 1))?,
+            n,
+            h: s,
+            w: s,
+        };
         let h0 = self.conv_in.forward(&x)?;
         let h1 = self.down_res.forward(&h0, &emb_act)?;
         let h = self.down_conv.forward(&h1)?;
         let h = self.mid_res1.forward(&h, &emb_act)?;
         let h = self.mid_res2.forward(&h, &emb_act)?;
         let h = self.up_conv.forward(&upsample2(&h)?)?;
-        let h = self
-            .up_res
-            .forward(&Tensor::cat(&[&h, &h1], 3)?, &emb_act)?;
-        let h = self.out_conv.forward(&self.out_norm.forward_silu(&h)?)?;
+        let h = h.with(Tensor::cat(&[&h.x, &h1.x], 1)?);
+        let h = self.up_res.forward(&h, &emb_act)?;
+        let h = self.out_conv.forward(&self.out_norm.silu(&h, None)?)?.x;
         h.reshape((n, d))
     }
     fn dtype(&self) -> DType {
@@ -411,21 +390,27 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
-    /// The fused group norm + SiLU against the same function from candle's tensor operations
-    /// (and candle's autograd for the gradients), in f64.
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>())
+            .unwrap_or(f64::INFINITY)
+    }
+
+    /// The fused group norm + shift + SiLU against the same function from candle's tensor
+    /// operations (and candle's autograd for the gradients), in f64.
     #[test]
     fn the_fused_group_norm_silu_matches_the_composed_one() {
         let dev = Device::Cpu;
-        let x = Var::from_tensor(
-            &(Tensor::randn(0f64, 1.5, (3, 4, 5, 8), &dev).unwrap() + 0.7).unwrap(),
-        )
-        .unwrap();
+        let (n, p, c) = (3, 20, 8);
+        let x =
+            Var::from_tensor(&(Tensor::randn(0f64, 1.5, (n * p, c), &dev).unwrap() + 0.7).unwrap())
+                .unwrap();
+        let shift = Var::from_tensor(&Tensor::randn(0f64, 1.0, (n, c), &dev).unwrap()).unwrap();
         let varmap = candle_nn::VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &dev);
-        let gn = GroupNorm::new(4, 8, vb).unwrap();
+        let gn = GroupNorm::new(4, c, VarBuilder::from_varmap(&varmap, DType::F64, &dev)).unwrap();
         // Non-trivial scale and shift.
         for (name, var) in varmap.data().lock().unwrap().iter() {
-            let v = Tensor::randn(0f64, 1.0, 8, &dev).unwrap();
+            let v = Tensor::randn(0f64, 1.0, c, &dev).unwrap();
             var.set(&if name.ends_with("weight") {
                 (v + 1.0).unwrap()
             } else {
@@ -433,21 +418,26 @@ mod tests {
             })
             .unwrap();
         }
-        let r = Tensor::randn(0f64, 1.0, (3, 4, 5, 8), &dev).unwrap();
-        let fused = gn.forward_silu(&x).unwrap();
-        let composed = gn.forward(&x).unwrap().silu().unwrap();
-        let max_diff = |a: &Tensor, b: &Tensor| -> f64 {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
+        let r = Tensor::randn(0f64, 1.0, (n * p, c), &dev).unwrap();
+        let m = Maps {
+            x: x.as_tensor().clone(),
+            n,
+            h: 4,
+            w: 5,
         };
+        let fused = gn.silu(&m, Some(shift.as_tensor())).unwrap().x;
+        let shifted = x
+            .reshape((n, p, c))
+            .unwrap()
+            .broadcast_add(&shift.reshape((n, 1, c)).unwrap())
+            .unwrap();
+        let composed = gn
+            .composed(&shifted)
+            .unwrap()
+            .silu()
+            .unwrap()
+            .reshape((n * p, c))
+            .unwrap();
         // Both are f64 evaluations of one formula in a different order: rounding only.
         assert!(max_diff(&fused, &composed) < 1e-12);
         let g1 = (&fused * &r)
@@ -462,9 +452,78 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap();
-        for t in [x.as_tensor(), &gn.weight, &gn.bias] {
+        for t in [x.as_tensor(), shift.as_tensor(), &gn.weight, &gn.bias] {
             let (a, b) = (g1.get(t).unwrap(), g2.get(t).unwrap());
             assert!(max_diff(a, b) < 1e-10, "{}", max_diff(a, b));
+        }
+    }
+
+    /// The patch-matrix convolution against candle's own `conv2d` (forward and the gradients
+    /// of input, weight and bias), stride 1 and 2, kernels 3 and 1, in f64.
+    #[test]
+    fn the_patch_matrix_convolution_matches_candles_conv2d() {
+        let dev = Device::Cpu;
+        for (k, stride, (h, w)) in [
+            (3, 1, (5, 4)),
+            (3, 2, (6, 6)),
+            (3, 2, (5, 7)),
+            (1, 1, (3, 3)),
+        ] {
+            let (n, cin, cout) = (2, 3, 4);
+            let varmap = candle_nn::VarMap::new();
+            let conv = Conv::new(
+                cin,
+                cout,
+                k,
+                stride,
+                VarBuilder::from_varmap(&varmap, DType::F64, &dev),
+            )
+            .unwrap();
+            let nchw =
+                Var::from_tensor(&Tensor::randn(0f64, 1.0, (n, cin, h, w), &dev).unwrap()).unwrap();
+            let rows = nchw
+                .permute((0, 2, 3, 1))
+                .unwrap()
+                .reshape((n * h * w, cin))
+                .unwrap();
+            let ours = conv.forward(&Maps { x: rows, n, h, w }).unwrap();
+            let theirs = nchw
+                .conv2d(&conv.weight, k / 2, stride, 1, 1)
+                .unwrap()
+                .broadcast_add(&conv.bias.reshape((1, cout, 1, 1)).unwrap())
+                .unwrap();
+            let (oh, ow) = (theirs.dim(2).unwrap(), theirs.dim(3).unwrap());
+            assert_eq!((ours.h, ours.w), (oh, ow));
+            let theirs_rows = theirs
+                .permute((0, 2, 3, 1))
+                .unwrap()
+                .reshape((n * oh * ow, cout))
+                .unwrap();
+            assert!(
+                max_diff(&ours.x, &theirs_rows) < 1e-12,
+                "k {k} stride {stride}"
+            );
+            let r = Tensor::randn(0f64, 1.0, (n * oh * ow, cout), &dev).unwrap();
+            let g1 = (&ours.x * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (&theirs_rows * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for t in [nchw.as_tensor(), &conv.weight, &conv.bias] {
+                let (a, b) = (g1.get(t).unwrap(), g2.get(t).unwrap());
+                assert!(
+                    max_diff(a, b) < 1e-11,
+                    "k {k} stride {stride}: {}",
+                    max_diff(a, b)
+                );
+            }
         }
     }
 }
