@@ -492,39 +492,36 @@ fn main() -> BoxResult<()> {
         q(&nn_test, 0.05),
         q(&nn_test, 0.5)
     );
+    // One row per set of samples: the k-NN verdict (against the intended classes, if any),
+    // the class histogram, nearest-neighbour distances and exact copies.
+    let mut row =
+        |label: &str, nfe: usize, x: &Array2<f64>, intended: Option<&[u8]>| -> BoxResult<()> {
+            let pred = knn_classify(x.view(), train_c.view(), train.labels(), knn_k)?;
+            let nn: Vec<f64> = nearest(x.view(), train_c.view())?
+                .iter()
+                .map(|p| p.1)
+                .collect();
+            let verdict = match intended {
+                Some(l) => format!("**{:.3}**", accuracy_u8(&pred, l)),
+                None => "(unconditional)".into(),
+            };
+            let _ = writeln!(
+                report,
+                "| {label} | {} | {nfe} | {verdict} | {} | {:.2} / {:.2} | {} |",
+                x.nrows(),
+                histogram(&pred),
+                q(&nn, 0.05),
+                q(&nn, 0.5),
+                copies(x)
+            );
+            Ok(())
+        };
     for (name, nfe, x) in &runs {
-        let pred = knn_classify(x.view(), train_c.view(), train.labels(), knn_k)?;
-        let nn: Vec<f64> = nearest(x.view(), train_c.view())?
-            .iter()
-            .map(|p| p.1)
-            .collect();
-        let _ = writeln!(
-            report,
-            "| {name} | {} | {nfe} | (unconditional) | {} | {:.2} / {:.2} | {} |",
-            x.nrows(),
-            histogram(&pred),
-            q(&nn, 0.05),
-            q(&nn, 0.5),
-            copies(x)
-        );
+        row(name, *nfe, x, None)?;
     }
     for (w, x, labels) in &guided {
-        let pred = knn_classify(x.view(), train_c.view(), train.labels(), knn_k)?;
-        let nn: Vec<f64> = nearest(x.view(), train_c.view())?
-            .iter()
-            .map(|p| p.1)
-            .collect();
-        let _ = writeln!(
-            report,
-            "| classifier guidance w = {w}, DPM-Solver++ 3M | {} | {} | **{:.3}** | {} | {:.2} / {:.2} | {} |",
-            x.nrows(),
-            s.dpm_steps,
-            accuracy_u8(&pred, labels),
-            histogram(&pred),
-            q(&nn, 0.05),
-            q(&nn, 0.5),
-            copies(x)
-        );
+        let label = format!("classifier guidance w = {w}, DPM-Solver++ 3M");
+        row(&label, s.dpm_steps, x, Some(labels))?;
     }
     println!(
         "neighbour metrics in {:.1} s",

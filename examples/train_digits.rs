@@ -35,8 +35,8 @@ use rand::SeedableRng;
 use score_sde::backend::candle::candle_core::{DType, Device, Tensor};
 use score_sde::backend::candle::candle_nn::{VarBuilder, VarMap};
 use score_sde::backend::candle::{
-    ADAM, CandleNetwork, Checkpoint, DsmTrainer, EMA, Ema, FitConfig, MlpConfig, NET, NetworkSpec,
-    UnetConfig, candle_err, init_seeded, named_vars,
+    CandleNetwork, Checkpoint, DsmTrainer, Ema, FitConfig, MlpConfig, NetworkSpec, UnetConfig,
+    candle_err, init_seeded, named_vars,
 };
 use score_sde::backend::digits::{DIM, Digits, SIDE};
 use score_sde::prelude::*;
@@ -149,17 +149,20 @@ fn main() -> BoxResult<()> {
             )
             .into());
         }
-        let step = ck.metadata_u64("step")?;
-        ck.restore(NET, &vars)?;
-        trainer
-            .optimizer_mut()
-            .load_state(&ck.section(ADAM), step)?;
-        ema.load(&ck.section(EMA), ck.metadata_u64("ema_updates")?)?;
+        let step = ck.restore_training(&vars, &mut ema, trainer.optimizer_mut())?;
         if let Some(l) = ck.section("log.").get("loss") {
             losses = l
                 .to_dtype(DType::F64)
                 .and_then(|l| l.to_vec1::<f64>())
                 .map_err(candle_err)?;
+        }
+        if losses.len() as u64 != step {
+            return Err(format!(
+                "{}: a loss log of {} steps for step {step}",
+                s.path.display(),
+                losses.len()
+            )
+            .into());
         }
         println!("resumed {} at step {step}", s.path.display());
     }
@@ -175,18 +178,10 @@ fn main() -> BoxResult<()> {
     );
 
     let save = |losses: &[f64], trainer: &DsmTrainer<'_, f32, _, _>, ema: &Ema| -> BoxResult<()> {
-        let mut ck = Checkpoint::new();
-        ck.insert(
-            NET,
-            vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())),
-        );
-        ck.insert(EMA, ema.tensors());
-        ck.insert(ADAM, trainer.optimizer().state());
+        let mut ck = Checkpoint::of_training(&vars, ema, trainer.optimizer());
         let log = Tensor::new(losses, &Device::Cpu).map_err(candle_err)?;
         ck.insert("log.", [("loss".to_string(), log)]);
         ck.set_metadata("network", s.spec.to_json());
-        ck.set_metadata("step", losses.len().to_string());
-        ck.set_metadata("ema_updates", ema.updates().to_string());
         ck.set_metadata("seed", s.seed.to_string());
         ck.set_metadata(
             "training",

@@ -11,8 +11,8 @@ use score_sde::backend::candle::candle_core::{self, DType, Device, Tensor, Var};
 use score_sde::backend::candle::candle_nn::{self, Optimizer, VarBuilder, VarMap};
 use score_sde::backend::candle::{
     ADAM, Adam, AdamParams, AutogradDivergence, CandleNetwork, Checkpoint, ClassifierFit,
-    DsmTrainer, EMA, Ema, FitConfig, MlpConfig, NET, NetworkSpec, TimeClassifier, TimeMlp,
-    TimeModule, TimeUnet, UnetConfig, fit_classifier, init_seeded, named_vars,
+    DsmTrainer, Ema, FitConfig, MlpConfig, NET, NetworkSpec, TimeClassifier, TimeMlp, TimeModule,
+    TimeUnet, UnetConfig, fit_classifier, init_seeded, named_vars,
 };
 use score_sde::condition::ClassifierGradient;
 use score_sde::likelihood::{Divergence, DivergenceMethod};
@@ -254,28 +254,17 @@ fn run(
     let mut ema = Ema::new(vars.clone(), 0.99).unwrap();
     if let Some(path) = resume {
         let ck = Checkpoint::load(path, &Device::Cpu).unwrap();
-        let step = ck.metadata_u64("step").unwrap();
-        assert_eq!(step as usize, start);
-        ck.restore(NET, &vars).unwrap();
-        trainer
-            .optimizer_mut()
-            .load_state(&ck.section(ADAM), step)
+        let step = ck
+            .restore_training(&vars, &mut ema, trainer.optimizer_mut())
             .unwrap();
-        ema.load(&ck.section(EMA), step).unwrap();
+        assert_eq!(step as usize, start);
     }
     for step in start..stop {
         let mut rng = rand_pcg::Pcg64::new(7, step as u128);
         trainer.step(&mut rng).unwrap();
         ema.update().unwrap();
     }
-    let mut ck = Checkpoint::new();
-    ck.insert(
-        NET,
-        vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())),
-    );
-    ck.insert(EMA, ema.tensors());
-    ck.insert(ADAM, trainer.optimizer().state());
-    ck.set_metadata("step", stop.to_string());
+    let ck = Checkpoint::of_training(&vars, &ema, trainer.optimizer());
     let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let w = vars.iter().map(|(_, v)| flat(v.as_tensor())).collect();
     let e = ema.tensors().iter().map(|(_, t)| flat(t)).collect();

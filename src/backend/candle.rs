@@ -80,29 +80,22 @@ pub trait TimeModule: Send + Sync {
     fn device(&self) -> &Device;
 }
 
-impl<M: TimeModule + ?Sized> TimeModule for &M {
-    fn forward_t(&self, x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor> {
-        (**self).forward_t(x, t)
-    }
-    fn dtype(&self) -> DType {
-        (**self).dtype()
-    }
-    fn device(&self) -> &Device {
-        (**self).device()
-    }
+macro_rules! forward_time_module {
+    ($($ty:ty),*) => {$(
+        impl<M: TimeModule + ?Sized> TimeModule for $ty {
+            fn forward_t(&self, x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor> {
+                (**self).forward_t(x, t)
+            }
+            fn dtype(&self) -> DType {
+                (**self).dtype()
+            }
+            fn device(&self) -> &Device {
+                (**self).device()
+            }
+        }
+    )*};
 }
-
-impl<M: TimeModule + ?Sized> TimeModule for std::sync::Arc<M> {
-    fn forward_t(&self, x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor> {
-        (**self).forward_t(x, t)
-    }
-    fn dtype(&self) -> DType {
-        (**self).dtype()
-    }
-    fn device(&self) -> &Device {
-        (**self).device()
-    }
-}
+forward_time_module!(&M, std::sync::Arc<M>);
 
 /// Sizes of [`TimeMlp`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -14,6 +14,7 @@
 //! hold them and a resumed run continue exactly where it stopped.
 
 use super::candle_err;
+use super::checkpoint::matching;
 use crate::error::{Error, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -197,37 +198,32 @@ impl Adam {
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>, steps: u64) -> Result<()> {
         let mut loaded = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
-            let get = |prefix: &str| -> Result<Tensor> {
-                let key = format!("{prefix}.{}", slot.name);
-                let t = state
-                    .get(&key)
-                    .ok_or_else(|| Error::Model(format!("Adam state: {key} is missing")))?;
-                if t.dims() != slot.var.dims() {
-                    return Err(Error::shape(
-                        "Adam state tensor (= its parameter's shape)",
-                        slot.var.dims(),
-                        t.dims(),
-                    ));
-                }
-                let t = t.to_dtype(slot.var.dtype()).map_err(candle_err)?;
-                let values: Vec<f64> = t
-                    .flatten_all()
-                    .and_then(|f| f.to_dtype(candle_core::DType::F64))
-                    .and_then(|f| f.to_vec1())
-                    .map_err(candle_err)?;
-                let bad = values
-                    .iter()
-                    .position(|v| !v.is_finite() || (prefix == "v" && *v < 0.0));
-                if let Some(i) = bad {
-                    return Err(Error::NonFinite {
-                        what: "Adam state (or a negative second moment)",
-                        index: i,
-                        value: values[i],
-                    });
-                }
-                Ok(t)
-            };
-            loaded.push((get("m")?, get("v")?));
+            let m = matching(
+                state,
+                &format!("m.{}", slot.name),
+                &slot.var,
+                "Adam first moment",
+            )?;
+            let v = matching(
+                state,
+                &format!("v.{}", slot.name),
+                &slot.var,
+                "Adam second moment",
+            )?;
+            let min = v
+                .flatten_all()
+                .and_then(|f| f.min(0))
+                .and_then(|f| f.to_dtype(candle_core::DType::F64))
+                .and_then(|f| f.to_scalar::<f64>())
+                .map_err(candle_err)?;
+            if min < 0.0 {
+                return Err(Error::param(
+                    "Adam second moment",
+                    min,
+                    "must be >= 0 (a squared-gradient average)",
+                ));
+            }
+            loaded.push((m, v));
         }
         for (slot, (m, v)) in self.slots.iter_mut().zip(loaded) {
             slot.m = m;

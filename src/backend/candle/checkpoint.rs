@@ -19,7 +19,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::candle_err;
+use super::{Adam, Ema, candle_err};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -36,6 +36,36 @@ pub const ADAM: &str = "adam.";
 /// Files above this size are refused before they are read (1 GiB: far above any network of
 /// this crate's examples, far below the machine's memory).
 pub const MAX_CHECKPOINT_BYTES: u64 = 1 << 30;
+
+/// `tensors[key]` converted to `like`'s dtype, after checking that it is there, has
+/// `like`'s shape and only finite entries (errors name `what` and the key).
+pub(super) fn matching(
+    tensors: &HashMap<String, Tensor>,
+    key: &str,
+    like: &Var,
+    what: &'static str,
+) -> Result<Tensor> {
+    let t = tensors
+        .get(key)
+        .ok_or_else(|| Error::Model(format!("{what}: {key} is missing")))?;
+    if t.dims() != like.dims() {
+        return Err(Error::shape(what, like.dims(), t.dims()));
+    }
+    let t = t.to_dtype(like.dtype()).map_err(candle_err)?;
+    let values: Vec<f64> = t
+        .flatten_all()
+        .and_then(|f| f.to_dtype(DType::F64))
+        .and_then(|f| f.to_vec1())
+        .map_err(candle_err)?;
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NonFinite {
+            what,
+            index: i,
+            value: values[i],
+        });
+    }
+    Ok(t)
+}
 
 /// The variables of `varmap` with their names, sorted by name.
 pub fn named_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
@@ -147,27 +177,50 @@ impl Checkpoint {
     }
 
     /// Set `vars` to the tensors under `prefix` (converted to each variable's dtype). Every
-    /// variable needs a tensor of its shape; extra tensors are ignored.
+    /// variable needs a finite tensor of its shape; extra tensors are ignored. Nothing is set
+    /// unless all are good.
     pub fn restore(&self, prefix: &str, vars: &[(String, Var)]) -> Result<()> {
         let section = self.section(prefix);
-        let mut values = Vec::with_capacity(vars.len());
-        for (name, var) in vars {
-            let t = section
-                .get(name)
-                .ok_or_else(|| Error::Model(format!("checkpoint: {prefix}{name} is missing")))?;
-            if t.dims() != var.dims() {
-                return Err(Error::shape(
-                    "checkpoint tensor (= the parameter's shape)",
-                    var.dims(),
-                    t.dims(),
-                ));
-            }
-            values.push(t.to_dtype(var.dtype()).map_err(candle_err)?);
-        }
+        let values = vars
+            .iter()
+            .map(|(name, var)| matching(&section, name, var, "checkpoint tensor"))
+            .collect::<Result<Vec<_>>>()?;
         for ((_, var), t) in vars.iter().zip(values) {
             var.set(&t).map_err(candle_err)?;
         }
         Ok(())
+    }
+
+    /// The state of a training run: the weights `vars` under [`NET`], their moving average
+    /// under [`EMA`], the optimiser's moments under [`ADAM`], and the metadata `step` (the
+    /// optimiser's step count) and `ema_updates`.
+    pub fn of_training(vars: &[(String, Var)], ema: &Ema, opt: &Adam) -> Self {
+        let mut ck = Self::new();
+        ck.insert(
+            NET,
+            vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())),
+        );
+        ck.insert(EMA, ema.tensors());
+        ck.insert(ADAM, opt.state());
+        ck.set_metadata("step", opt.steps().to_string());
+        ck.set_metadata("ema_updates", ema.updates().to_string());
+        ck
+    }
+
+    /// Restore a state saved by [`Checkpoint::of_training`] into `vars`, `ema` and `opt`;
+    /// returns the step to continue from.
+    pub fn restore_training(
+        &self,
+        vars: &[(String, Var)],
+        ema: &mut Ema,
+        opt: &mut Adam,
+    ) -> Result<u64> {
+        let step = self.metadata_u64("step")?;
+        let updates = self.metadata_u64("ema_updates")?;
+        self.restore(NET, vars)?;
+        opt.load_state(&self.section(ADAM), step)?;
+        ema.load(&self.section(EMA), updates)?;
+        Ok(step)
     }
 
     /// A [`VarBuilder`] over the tensors under `prefix` as plain (untracked) tensors in

@@ -7,6 +7,7 @@
 //! initial weights. Samples are drawn with the averaged weights.
 
 use super::candle_err;
+use super::checkpoint::matching;
 use crate::error::{Error, Result};
 use candle_core::{Tensor, Var};
 use std::collections::HashMap;
@@ -72,22 +73,13 @@ impl Ema {
     }
 
     /// Restore an average saved by [`Ema::tensors`] and its update count: every parameter
-    /// must be present with its shape.
+    /// must be present with its shape and finite.
     pub fn load(&mut self, tensors: &HashMap<String, Tensor>, updates: u64) -> Result<()> {
-        let mut loaded = Vec::with_capacity(self.slots.len());
-        for (name, var, _) in &self.slots {
-            let t = tensors
-                .get(name)
-                .ok_or_else(|| Error::Model(format!("EMA: {name} is missing")))?;
-            if t.dims() != var.dims() {
-                return Err(Error::shape(
-                    "EMA tensor (= its parameter's shape)",
-                    var.dims(),
-                    t.dims(),
-                ));
-            }
-            loaded.push(t.to_dtype(var.dtype()).map_err(candle_err)?);
-        }
+        let loaded = self
+            .slots
+            .iter()
+            .map(|(name, var, _)| matching(tensors, name, var, "EMA tensor"))
+            .collect::<Result<Vec<_>>>()?;
         for ((_, _, avg), t) in self.slots.iter_mut().zip(loaded) {
             *avg = t;
         }
