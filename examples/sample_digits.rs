@@ -104,7 +104,7 @@ fn settings() -> BoxResult<Settings> {
         classifier_steps: f.get("classifier-steps", 3000)?,
         guidance: f.get("guidance", 2.0)?,
         bpd_images: f.get("bpd-images", TEST_IMAGES)?,
-        exact_images: f.get("exact-images", TEST_IMAGES)?,
+        exact_images: f.get("exact-images", 24)?,
         seed: f.get("seed", 0)?,
         rtol: f.get("rtol", 1e-5)?,
         quick: f.has("quick"),
@@ -185,7 +185,7 @@ fn main() -> BoxResult<()> {
     }
     let show = s.n.min(12);
     let mut rows = vec![ImageRow {
-        label: "test images".into(),
+        label: "held-out digits".into(),
         pixels: test_c.slice(s![..show, ..]),
     }];
     for (name, nfe, x) in &runs {
@@ -308,7 +308,7 @@ fn main() -> BoxResult<()> {
     let orig = given_x.mapv(f64::from);
     let mut inp_rows = vec![
         ImageRow {
-            label: "test image".into(),
+            label: "held-out digit".into(),
             pixels: orig.view(),
         },
         ImageRow {
@@ -346,11 +346,14 @@ fn main() -> BoxResult<()> {
     let (mix, mix_desc) = mixture_baseline(&x_train, s.quick)?;
     println!("baselines fitted in {:.1} s", clock.elapsed().as_secs_f64());
     let sde64 = VpSde::<f64>::default();
+    // Chunks of 4 images (4·64 rows per pass): the U-Net's patch matrices for 64 images
+    // would take several GB in f64.
     let model64 = AutogradDivergence::new(
         CandleNetwork::new(network(&ck, &spec, DType::F64)?, DIM),
         *sde64.schedule(),
         Parameterization::Noise,
-    );
+    )
+    .chunk_rows(4);
     // Per-image bits/dim of every model: (label, values on the first images).
     let mut bpd_rows: Vec<(String, Array1<f64>)> = Vec::new();
     for (label, method, n_img) in [

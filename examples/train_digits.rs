@@ -88,7 +88,7 @@ fn settings() -> BoxResult<Settings> {
         "unet" => NetworkSpec::unet(SIDE, UnetConfig::default().channels(f.get("channels", 32)?)),
         other => return Err(format!("--net {other}: expected unet or mlp").into()),
     };
-    let default_steps = if kind == "mlp" { 8000 } else { 3000 };
+    let default_steps = if kind == "mlp" { 8000 } else { 2000 };
     let path = match f.has("out") {
         true => PathBuf::from(f.string("out", "")),
         false => common::default_out_dir("train_digits")?.join(format!("{kind}.safetensors")),
