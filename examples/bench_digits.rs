@@ -6,6 +6,7 @@
 //! cargo run --release --features candle --example bench_digits -- --mode train --net unet --steps 60
 //! cargo run --release --features candle --example bench_digits -- --mode sample --net unet --n 256 --steps 20
 //! cargo run --release --features candle --example bench_digits -- --mode profile --net unet --steps 30
+//! cargo run --release --features candle --example bench_digits -- --mode gemm --steps 20
 //! cargo run --release --features candle --example bench_digits -- --export-init init.safetensors
 //! ```
 //!
@@ -16,6 +17,11 @@
 //!   best of `--repeats` after a warm-up run.
 //! * `profile`: a training step taken apart (batch drawing, forward pass and loss, backward
 //!   pass, AdamW, EMA), mean milliseconds per step of each part.
+//! * `gemm`: the matrix products of one U-Net training step alone (batch `--batch`), as
+//!   candle runs them: per convolution the patch matrix times `[W | b]ᵀ` forward and the two
+//!   products of its backward pass (input and weight gradients); per linear layer the same
+//!   three. Mean milliseconds per step over `--steps` repetitions; `torch_digits.py gemm`
+//!   times the same shapes with `torch.mm`.
 //! * `--export-init FILE`: both networks' seeded initial weights (as `float64`), a batch of
 //!   inputs and our outputs, for `torch_digits.py check FILE` (same network, same numbers?).
 //!
@@ -45,7 +51,8 @@ use serde_json::json;
 use std::time::Instant;
 
 const USAGE: &str = "bench_digits [--mode train|sample|profile] [--net unet|mlp] [--batch N] \
-[--steps N] [--warmup N] [--n N] [--repeats N] [--seed S] [--export-init FILE]";
+[--steps N] [--warmup N] [--n N] [--repeats N] [--seed S] [--export-init FILE]
+(--mode gemm: the U-Net's matrix products alone)";
 
 fn spec(kind: &str) -> BoxResult<NetworkSpec> {
     Ok(match kind {
@@ -95,7 +102,10 @@ fn main() -> BoxResult<()> {
             f.get("repeats", 3)?,
             seed,
         )?,
-        other => return Err(format!("--mode {other}: expected train, sample or profile").into()),
+        "gemm" => gemm(f.get("batch", 128)?, f.get("steps", 20)?, seed)?,
+        other => {
+            return Err(format!("--mode {other}: expected train, sample, profile or gemm").into());
+        }
     };
     let mut record = record;
     if let Some(obj) = record.as_object_mut() {
@@ -231,6 +241,87 @@ fn sample(
         "mode": "sample", "n": n, "steps": steps, "nfe": nfe, "rate": n as f64 / t.wall,
         "rate_unit": "images/s", "wall_s": t.wall, "walls": walls, "cpu_s": t.cpu,
         "other_cores_busy": t.others, "finite": finite,
+    }))
+}
+
+/// The matrix products of one training step of the default U-Net at batch `batch`:
+/// `(rows, inner, out)` per layer, in the network's order. A convolution's inner size is its
+/// patch width `k·k·c_in + 1` (the 1 multiplies the bias); a linear layer's is its input
+/// width (candle_nn adds the bias separately).
+fn unet_products(batch: usize) -> Vec<(usize, usize, usize)> {
+    let (c, e) = (
+        UnetConfig::default().channels,
+        UnetConfig::default().embedding,
+    );
+    let (full, half) = (batch * SIDE * SIDE, batch * (SIDE / 2) * (SIDE / 2));
+    let conv = |rows, cin: usize, cout, k: usize| (rows, k * k * cin + 1, cout);
+    vec![
+        (batch, 17, e), // time embedding
+        (batch, e, e),
+        (batch, e, c), // time shifts of the four residual blocks
+        (batch, e, 2 * c),
+        (batch, e, 2 * c),
+        (batch, e, c),
+        conv(full, 1, c, 3), // conv_in
+        conv(full, c, c, 3), // down.res
+        conv(full, c, c, 3),
+        conv(half, c, 2 * c, 3),     // down.conv, stride 2
+        conv(half, 2 * c, 2 * c, 3), // mid.res1, mid.res2
+        conv(half, 2 * c, 2 * c, 3),
+        conv(half, 2 * c, 2 * c, 3),
+        conv(half, 2 * c, 2 * c, 3),
+        conv(full, 2 * c, c, 3), // up.conv
+        conv(full, 2 * c, c, 3), // up.res
+        conv(full, c, c, 3),
+        conv(full, 2 * c, c, 1), // up.res skip
+        conv(full, c, 1, 3),     // out.conv
+    ]
+}
+
+/// Time the products of [`unet_products`] in candle (f32, the layouts the network uses):
+/// forward `A Wᵀ`, backward `G W` and `Aᵀ G` (candle's backward pass forms both for every
+/// product, also where the input needs no gradient).
+fn gemm(batch: usize, reps: usize, seed: u64) -> BoxResult<serde_json::Value> {
+    let dev = Device::Cpu;
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+    let mut rand = |shape: (usize, usize)| -> BoxResult<Tensor> {
+        let v: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| 2.0 * f32::uniform01(&mut rng) - 1.0)
+            .collect();
+        Ok(Tensor::from_vec(v, shape, &dev).map_err(candle_err)?)
+    };
+    let layers = unet_products(batch);
+    let mut inputs = Vec::new();
+    for &(rows, k, out) in &layers {
+        inputs.push((rand((rows, k))?, rand((out, k))?, rand((rows, out))?));
+    }
+    let run = |fwd: &mut f64, bwd: &mut f64| -> BoxResult<()> {
+        for (a, w, g) in &inputs {
+            let clock = Instant::now();
+            let y = a.matmul(&w.t().map_err(candle_err)?).map_err(candle_err)?;
+            *fwd += clock.elapsed().as_secs_f64();
+            let clock = Instant::now();
+            g.matmul(w).map_err(candle_err)?;
+            a.t().and_then(|at| at.matmul(g)).map_err(candle_err)?;
+            *bwd += clock.elapsed().as_secs_f64();
+            drop(y);
+        }
+        Ok(())
+    };
+    run(&mut 0.0, &mut 0.0)?;
+    let (mut fwd, mut bwd) = (0.0, 0.0);
+    let timer = Timer::start();
+    for _ in 0..reps.max(1) {
+        run(&mut fwd, &mut bwd)?;
+    }
+    let t = timer.stop();
+    let flops: usize = layers.iter().map(|&(r, k, o)| 6 * r * k * o).sum();
+    let per = 1e3 / reps.max(1) as f64;
+    Ok(json!({
+        "mode": "gemm", "batch": batch, "steps": reps, "products": layers.len(),
+        "ms_per_step": {"forward": fwd * per, "backward": bwd * per, "total": (fwd + bwd) * per},
+        "gflop_per_step": flops as f64 * 1e-9, "gflops": flops as f64 * reps.max(1) as f64 * 1e-9 / (fwd + bwd),
+        "wall_s": t.wall, "cpu_s": t.cpu, "other_cores_busy": t.others,
     }))
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Race score-sde's candle digits networks against the same networks in PyTorch, on CPU:
 training steps per second and sampling images per second at equal NFE, one and two threads,
-ours and PyTorch alternating in one run.
+ours and PyTorch alternating in one run; then a profile of our training step and the U-Net's
+matrix products alone on both sides (the part of the difference that is the GEMM library).
 
     python3 scripts/bench_digits_vs_torch.py            # ~15 min on 2 cores
     QUICK=1 python3 scripts/bench_digits_vs_torch.py    # tiny sizes: a smoke test
@@ -99,6 +100,12 @@ def jobs(ours):
         for net in NETS:
             out.append((f"ours:{net}/profile/1/0", [ours, "--mode", "profile", "--net", net, "--steps",
                                                      str(TRAIN_STEPS[net] // 2)], "1"))
+    if "unet" in NETS:
+        # The U-Net's matrix products alone, same shapes on both sides (one thread).
+        reps = "2" if QUICK else "20"
+        for rep in range(REPEATS):
+            out.append((f"ours:unet/gemm/1/{rep}", [ours, "--mode", "gemm", "--steps", reps], "1"))
+            out.append((f"torch:unet/gemm/1/{rep}", [PY, torch_py, "gemm", "--steps", reps, "--threads", "1"], "1"))
     return out
 
 
@@ -142,16 +149,41 @@ def tables(recs):
                          f"**{o['rate'] / t['rate']:.2f}×** | {fmt(rc, '.2f')}× | {fmt(o.get('cpu_s'), '.1f')} / "
                          f"{fmt(t.get('cpu_s'), '.1f')} | {fmt(o.get('other_cores_busy'), '.2f')} / "
                          f"{fmt(t.get('other_cores_busy'), '.2f')} |")
+    gemms = {}
+    for r in recs:
+        lab = r.get("label", "")
+        if r.get("mode") == "gemm" and ":" in lab:
+            who, key = lab.split(":", 1)
+            gemms.setdefault(key, {})[who] = r
+    if gemms:
+        lines.append("\nThe U-Net's matrix products alone (one training step at batch 128: the same shapes, "
+                     "candle's matmul against torch.mm, float32, one thread):\n")
+        lines.append("| run | GFLOP per step | ours ms/step (forward + backward) | PyTorch ms/step | ratio ours/PyTorch "
+                     "(wall) | ratio (CPU) | ours GFLOP/s | others busy ours / PyTorch |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for key in sorted(gemms):
+            o, t = gemms[key].get("ours"), gemms[key].get("torch")
+            if not (o and t):
+                continue
+            om, tm = o["ms_per_step"], t["ms_per_step"]
+            rc = o["cpu_s"] / t["cpu_s"] if o.get("cpu_s") and t.get("cpu_s") else None
+            lines.append(f"| {key} | {o['gflop_per_step']:.2f} | {om['total']:.1f} ({om['forward']:.1f} + "
+                         f"{om['backward']:.1f}) | {tm['total']:.1f} ({tm['forward']:.1f} + {tm['backward']:.1f}) | "
+                         f"{om['total'] / tm['total']:.2f}× | {fmt(rc, '.2f')}× | {o['gflops']:.1f} | "
+                         f"{fmt(o.get('other_cores_busy'), '.2f')} / {fmt(t.get('other_cores_busy'), '.2f')} |")
     prof = [r for r in recs if r.get("mode") == "profile"]
     if prof:
         lines.append("\nWhere a training step goes (ours, one thread, mean ms per step):\n")
-        lines.append("| net | draw batch | forward + loss | backward | AdamW | EMA | total |")
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append("| net | draw batch | forward + loss | backward | AdamW | EMA | total | CPU ms per step | "
+                     "others busy |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         for r in prof:
             m = r["ms_per_step"]
             tot = sum(m.values())
+            cpu = 1e3 * r["cpu_s"] / r["steps"] if r.get("cpu_s") else None
             lines.append(f"| {r['net']} | {m['batch']:.2f} | {m['forward_loss']:.1f} | {m['backward']:.1f} | "
-                         f"{m['adamw']:.2f} | {m['ema']:.2f} | {tot:.1f} |")
+                         f"{m['adamw']:.2f} | {m['ema']:.2f} | {tot:.1f} | {fmt(cpu, '.1f')} | "
+                         f"{fmt(r.get('other_cores_busy'), '.2f')} |")
     return "\n".join(lines) + "\n"
 
 

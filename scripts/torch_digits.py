@@ -6,6 +6,7 @@ parameter names and initialisation scheme, trained and sampled the same way, for
 
     python scripts/torch_digits.py train  --net unet --batch 128 --steps 200 --threads 1
     python scripts/torch_digits.py sample --net unet --n 256 --steps 20 --threads 1
+    python scripts/torch_digits.py gemm   --batch 128 --steps 20 --threads 1
     python scripts/torch_digits.py check  target/digits-bench/init_unet.safetensors
     python scripts/torch_digits.py fixture tests/fixtures/digits_nets.safetensors
 
@@ -286,6 +287,53 @@ def sample(args):
             "cpu_s": cpus[k], "other_cores_busy": others[k], "finite": bool(torch.isfinite(x).all())}
 
 
+def unet_products(batch, side=8, c=32, e=128):
+    """(rows, inner, out) of the matrix products of one U-Net training step as our candle
+    network forms them (bench_digits.rs `unet_products`): convolutions as patch matrices
+    with a ones column for the bias, linear layers as x W^T."""
+    full, half = batch * side * side, batch * (side // 2) ** 2
+
+    def conv(rows, cin, cout, k):
+        return rows, k * k * cin + 1, cout
+    return [(batch, 17, e), (batch, e, e), (batch, e, c), (batch, e, 2 * c), (batch, e, 2 * c), (batch, e, c),
+            conv(full, 1, c, 3), conv(full, c, c, 3), conv(full, c, c, 3), conv(half, c, 2 * c, 3),
+            conv(half, 2 * c, 2 * c, 3), conv(half, 2 * c, 2 * c, 3), conv(half, 2 * c, 2 * c, 3),
+            conv(half, 2 * c, 2 * c, 3), conv(full, 2 * c, c, 3), conv(full, 2 * c, c, 3), conv(full, c, c, 3),
+            conv(full, 2 * c, c, 1), conv(full, c, 1, 3)]
+
+
+@torch.no_grad()
+def gemm(args):
+    """The same matrix products as `bench_digits --mode gemm`, with torch.mm (float32):
+    forward A W^T, backward G W and A^T G, per product."""
+    gen = torch.Generator().manual_seed(args.seed)
+    layers = unet_products(args.batch)
+    ins = [(torch.rand(r, k, generator=gen) * 2 - 1, torch.rand(o, k, generator=gen) * 2 - 1,
+            torch.rand(r, o, generator=gen) * 2 - 1) for r, k, o in layers]
+
+    def run(acc):
+        for a, w, g in ins:
+            t0 = time.perf_counter()
+            torch.mm(a, w.t())
+            t1 = time.perf_counter()
+            torch.mm(g, w)
+            torch.mm(a.t(), g)
+            t2 = time.perf_counter()
+            acc[0] += t1 - t0
+            acc[1] += t2 - t1
+    run([0.0, 0.0])
+    acc = [0.0, 0.0]
+    with Timer() as tm:
+        for _ in range(args.steps):
+            run(acc)
+    flops = sum(6 * r * k * o for r, k, o in layers)
+    per = 1e3 / args.steps
+    return {"mode": "gemm", "batch": args.batch, "steps": args.steps, "products": len(layers),
+            "ms_per_step": {"forward": acc[0] * per, "backward": acc[1] * per, "total": (acc[0] + acc[1]) * per},
+            "gflop_per_step": flops * 1e-9, "gflops": flops * args.steps * 1e-9 / (acc[0] + acc[1]),
+            "wall_s": tm.wall, "cpu_s": tm.cpu, "other_cores_busy": tm.others}
+
+
 # ------------------------------------------------------------------ equivalence with ours
 
 def load_into(net, tensors, prefix=""):
@@ -342,7 +390,7 @@ def fixture(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["train", "sample", "check", "fixture"])
+    ap.add_argument("mode", choices=["train", "sample", "gemm", "check", "fixture"])
     ap.add_argument("path", nargs="?")
     ap.add_argument("--net", default="unet", choices=["mlp", "unet"])
     ap.add_argument("--threads", type=int, default=1)
@@ -356,8 +404,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(1) if args.mode in ("train", "sample") else None
-    r = {"check": check, "fixture": fixture, "train": train, "sample": sample}[args.mode](args)
+    torch.set_num_interop_threads(1) if args.mode in ("train", "sample", "gemm") else None
+    r = {"check": check, "fixture": fixture, "train": train, "sample": sample, "gemm": gemm}[args.mode](args)
     r.update({"impl": "torch", "net": args.net, "threads": args.threads, "torch": torch.__version__,
               "mkldnn": torch.backends.mkldnn.is_available()})
     print(json.dumps(r))
