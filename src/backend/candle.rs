@@ -34,6 +34,23 @@
 pub use candle_core;
 pub use candle_nn;
 
+mod adam;
+mod checkpoint;
+mod classifier;
+mod divergence;
+mod ema;
+mod fused;
+mod spec;
+mod unet;
+
+pub use adam::{Adam, AdamParams};
+pub use checkpoint::{ADAM, Checkpoint, EMA, MAX_CHECKPOINT_BYTES, NET, named_vars};
+pub use classifier::{ClassifierFit, TimeClassifier, fit_classifier};
+pub use divergence::AutogradDivergence;
+pub use ema::Ema;
+pub use spec::NetworkSpec;
+pub use unet::{TimeUnet, UnetConfig};
+
 use crate::check;
 use crate::error::{Error, Result};
 use crate::num::Real;
@@ -41,7 +58,7 @@ use crate::score::{Network, Parameterized};
 use crate::sde::MarginalSde;
 use crate::train::{TimeSampling, TrainingBatch, Weighting, make_batch};
 use candle_core::{DType, Device, Tensor, Var, WithDType};
-use candle_nn::{AdamW, Linear, Module, Optimizer, ParamsAdamW, VarBuilder};
+use candle_nn::{Linear, Module, VarBuilder, VarMap};
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 use rand::{Rng, RngCore};
 use std::fmt;
@@ -51,7 +68,9 @@ pub fn candle_err(e: candle_core::Error) -> Error {
     Error::Model(format!("candle: {e}"))
 }
 
-/// A candle module of `(x, t)`: `x` is `[N, D]`, `t` is `[N, 1]`, the output `[N, D]`.
+/// A candle module of `(x, t)`: `x` is `[N, D]`, `t` is `[N, 1]`, the output `[N, D]` for a
+/// score network ([`CandleNetwork`] checks it) or `[N, classes]` logits for a classifier
+/// ([`TimeClassifier`]). Implemented for `&M` and `Arc<M>` too.
 pub trait TimeModule: Send + Sync {
     /// Evaluate the module (tensors on [`TimeModule::device`] in [`TimeModule::dtype`]).
     fn forward_t(&self, x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor>;
@@ -61,8 +80,25 @@ pub trait TimeModule: Send + Sync {
     fn device(&self) -> &Device;
 }
 
+macro_rules! forward_time_module {
+    ($($ty:ty),*) => {$(
+        impl<M: TimeModule + ?Sized> TimeModule for $ty {
+            fn forward_t(&self, x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor> {
+                (**self).forward_t(x, t)
+            }
+            fn dtype(&self) -> DType {
+                (**self).dtype()
+            }
+            fn device(&self) -> &Device {
+                (**self).device()
+            }
+        }
+    )*};
+}
+forward_time_module!(&M, std::sync::Arc<M>);
+
 /// Sizes of [`TimeMlp`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct MlpConfig {
     /// Width of the hidden layers (default 128).
@@ -123,8 +159,23 @@ impl TimeMlp {
     /// A fresh MLP for data of dimension `dim`, its parameters created by `vb` (whose
     /// dtype and device the network uses).
     pub fn new(dim: usize, config: &MlpConfig, vb: VarBuilder) -> Result<Self> {
-        if dim == 0 {
-            return Err(Error::param("dim", 0.0, "must be at least 1"));
+        Self::with_output(dim, dim, config, vb)
+    }
+
+    /// An MLP from `dim` inputs (plus the time features) to `outputs` values, e.g. the
+    /// logits of a time-dependent classifier ([`TimeClassifier`]).
+    pub fn with_output(
+        dim: usize,
+        outputs: usize,
+        config: &MlpConfig,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if dim == 0 || outputs == 0 {
+            return Err(Error::param(
+                "dim/outputs",
+                dim.min(outputs) as f64,
+                "must be at least 1",
+            ));
         }
         if config.hidden == 0 || config.layers == 0 {
             return Err(Error::param(
@@ -133,28 +184,9 @@ impl TimeMlp {
                 "must be at least 1",
             ));
         }
-        if !(config.max_frequency.is_finite() && config.max_frequency > 0.25) {
-            return Err(Error::param(
-                "max_frequency",
-                config.max_frequency,
-                "must be finite and > 1/4",
-            ));
-        }
-        let k = config.frequencies;
-        let omega: Vec<f64> = (0..k)
-            .map(|i| {
-                let frac = if k > 1 {
-                    i as f64 / (k - 1) as f64
-                } else {
-                    0.0
-                };
-                2.0 * std::f64::consts::PI * 0.25 * (4.0 * config.max_frequency).powf(frac)
-            })
-            .collect();
         let (dtype, device) = (vb.dtype(), vb.device().clone());
-        let omega = Tensor::from_vec(omega, (1, k), &device)
-            .and_then(|t| t.to_dtype(dtype))
-            .map_err(candle_err)?;
+        let omega = fourier_frequencies(config.frequencies, config.max_frequency, dtype, &device)?;
+        let k = config.frequencies;
         let mut layers = Vec::with_capacity(config.layers + 1);
         let mut width = dim + 2 * k + 1;
         for i in 0..config.layers {
@@ -164,7 +196,7 @@ impl TimeMlp {
             );
             width = config.hidden;
         }
-        layers.push(candle_nn::linear(width, dim, vb.pp("out")).map_err(candle_err)?);
+        layers.push(candle_nn::linear(width, outputs, vb.pp("out")).map_err(candle_err)?);
         Ok(Self {
             layers,
             omega,
@@ -176,8 +208,7 @@ impl TimeMlp {
 
 impl TimeModule for TimeMlp {
     fn forward_t(&self, x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor> {
-        let phase = t.broadcast_mul(&self.omega)?;
-        let mut h = Tensor::cat(&[x, t, &phase.sin()?, &phase.cos()?], 1)?;
+        let mut h = Tensor::cat(&[x, &time_features(t, &self.omega)?], 1)?;
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h)?;
@@ -193,6 +224,43 @@ impl TimeModule for TimeMlp {
     fn device(&self) -> &Device {
         &self.device
     }
+}
+
+/// `2π f_k` for `k` frequencies `f_k` geometric from 1/4 to `max_frequency` cycles per unit
+/// time, as a `[1, k]` tensor (the time features of [`TimeMlp`] and [`TimeUnet`]).
+pub fn fourier_frequencies(
+    k: usize,
+    max_frequency: f64,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    if !(max_frequency.is_finite() && max_frequency > 0.25) {
+        return Err(Error::param(
+            "max_frequency",
+            max_frequency,
+            "must be finite and > 1/4",
+        ));
+    }
+    let omega: Vec<f64> = (0..k)
+        .map(|i| {
+            let frac = if k > 1 {
+                i as f64 / (k - 1) as f64
+            } else {
+                0.0
+            };
+            2.0 * std::f64::consts::PI * 0.25 * (4.0 * max_frequency).powf(frac)
+        })
+        .collect();
+    Tensor::from_vec(omega, (1, k), device)
+        .and_then(|t| t.to_dtype(dtype))
+        .map_err(candle_err)
+}
+
+/// `[t, sin(ω t), cos(ω t)]`, `[N, 2K + 1]`, from `t` `[N, 1]` and `omega` `[1, K]` (random
+/// Fourier features of time: Tancik et al. 2020; Song et al. 2021, App. H).
+pub fn time_features(t: &Tensor, omega: &Tensor) -> candle_core::Result<Tensor> {
+    let phase = t.broadcast_mul(omega)?;
+    Tensor::cat(&[t, &phase.sin()?, &phase.cos()?], 1)
 }
 
 /// A [`TimeModule`] as a [`Network`] on `ndarray` batches of `f32` or `f64` (converted to
@@ -351,7 +419,7 @@ impl FitConfig {
     }
 }
 
-/// Denoising score matching with AdamW for a [`CandleScore`]: each step draws a batch of
+/// Denoising score matching with AdamW ([`Adam`]) for a [`CandleScore`]: each step draws a batch of
 /// data rows, noises it with [`make_batch`] for the model's parameterisation, and takes one
 /// optimiser step on the weighted loss `mean_i c_i ‖pred_i − target_i‖²`
 /// ([`TrainingBatch::loss`]).
@@ -359,7 +427,7 @@ pub struct DsmTrainer<'a, F, M, S> {
     model: &'a CandleScore<M, S>,
     sde: &'a dyn MarginalSde<F>,
     data: ArrayView2<'a, F>,
-    opt: AdamW,
+    opt: Adam,
     config: FitConfig,
 }
 
@@ -374,10 +442,38 @@ impl<F, M, S> fmt::Debug for DsmTrainer<'_, F, M, S> {
 
 impl<'a, F: Real + WithDType, M: TimeModule, S> DsmTrainer<'a, F, M, S> {
     /// A trainer of `vars` (the model's parameters, e.g. `varmap.all_vars()`) on `data`
-    /// (rows are samples) noised by `sde`.
+    /// (rows are samples) noised by `sde`. The optimiser's state is named by position
+    /// (`p0`, `p1`, …); [`DsmTrainer::from_varmap`] names it by parameter, as checkpoints need.
     pub fn new(
         model: &'a CandleScore<M, S>,
         vars: Vec<Var>,
+        sde: &'a dyn MarginalSde<F>,
+        data: ArrayView2<'a, F>,
+        config: FitConfig,
+    ) -> Result<Self> {
+        let named = vars
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("p{i}"), v))
+            .collect();
+        Self::with_named_vars(model, named, sde, data, config)
+    }
+
+    /// A trainer of every variable of `varmap`, the optimiser's state named by parameter
+    /// ([`Adam::state`]).
+    pub fn from_varmap(
+        model: &'a CandleScore<M, S>,
+        varmap: &VarMap,
+        sde: &'a dyn MarginalSde<F>,
+        data: ArrayView2<'a, F>,
+        config: FitConfig,
+    ) -> Result<Self> {
+        Self::with_named_vars(model, named_vars(varmap)?, sde, data, config)
+    }
+
+    fn with_named_vars(
+        model: &'a CandleScore<M, S>,
+        vars: Vec<(String, Var)>,
         sde: &'a dyn MarginalSde<F>,
         data: ArrayView2<'a, F>,
         config: FitConfig,
@@ -405,12 +501,10 @@ impl<'a, F: Real + WithDType, M: TimeModule, S> DsmTrainer<'a, F, M, S> {
                 "must be finite and >= 0",
             ));
         }
-        let params = ParamsAdamW {
-            lr: config.lr,
-            weight_decay: config.weight_decay,
-            ..ParamsAdamW::default()
-        };
-        let opt = AdamW::new(vars, params).map_err(candle_err)?;
+        let params = AdamParams::default()
+            .lr(config.lr)
+            .weight_decay(config.weight_decay);
+        let opt = Adam::new(vars, params)?;
         Ok(Self {
             model,
             sde,
@@ -422,11 +516,17 @@ impl<'a, F: Real + WithDType, M: TimeModule, S> DsmTrainer<'a, F, M, S> {
 
     /// Change the learning rate (for a schedule such as cosine decay in the caller's loop).
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        if !(lr.is_finite() && lr >= 0.0) {
-            return Err(Error::param("lr", lr, "must be finite and >= 0"));
-        }
-        self.opt.set_learning_rate(lr);
-        Ok(())
+        self.opt.set_lr(lr)
+    }
+
+    /// The optimiser (its state for a checkpoint: [`Adam::state`]).
+    pub fn optimizer(&self) -> &Adam {
+        &self.opt
+    }
+
+    /// The optimiser, to restore its state ([`Adam::load_state`]) when resuming.
+    pub fn optimizer_mut(&mut self) -> &mut Adam {
+        &mut self.opt
     }
 
     /// The settings.
@@ -449,8 +549,10 @@ impl<'a, F: Real + WithDType, M: TimeModule, S> DsmTrainer<'a, F, M, S> {
         )
     }
 
-    /// The loss tensor (a scalar in the module's dtype, with its gradient graph).
-    fn loss_tensor(&self, batch: &TrainingBatch<F>) -> Result<Tensor> {
+    /// The loss of `batch` as a tensor (a scalar in the module's dtype, with its gradient
+    /// graph): [`DsmTrainer::step`] is `draw_batch`, this, and an optimiser step; a custom
+    /// loop (or a profile of one) can take the parts apart.
+    pub fn loss_tensor(&self, batch: &TrainingBatch<F>) -> Result<Tensor> {
         let net = self.model.network();
         let (x, t) = net.inputs(batch.x_t.view(), batch.t.iter().copied())?;
         let pred = net.forward_tensor(&x, &t)?;
@@ -485,7 +587,7 @@ impl<'a, F: Real + WithDType, M: TimeModule, S> DsmTrainer<'a, F, M, S> {
                 value,
             });
         }
-        self.opt.backward_step(&loss).map_err(candle_err)?;
+        self.opt.backward_step(&loss)?;
         Ok(value)
     }
 
@@ -496,10 +598,12 @@ impl<'a, F: Real + WithDType, M: TimeModule, S> DsmTrainer<'a, F, M, S> {
 }
 
 /// Re-draw every parameter of `varmap` from a seeded PCG stream, in name order, so a run is
-/// reproducible (candle's CPU generator cannot be seeded). A matrix `[out, in]` and the
-/// bias next to it (`<layer>.weight`, `<layer>.bias`) are drawn from `U(±1/√in)`, the
-/// fan-in scaling of PyTorch's and candle's linear layers; other tensors from
-/// `U(±1/√len)`.
+/// reproducible (candle's CPU generator cannot be seeded). PyTorch's default scheme for
+/// linear and convolution layers (`kaiming_uniform_(a = √5)`, Paszke et al. 2019): a weight
+/// of rank ≥ 2 (`[out, in]` or `[out, in, kh, kw]`) and the bias beside it
+/// (`<layer>.weight`, `<layer>.bias`) are drawn from `U(±1/√fan_in)` with
+/// `fan_in = in · kh · kw`; a rank-1 `<layer>.weight` is a normalisation's scale and is set
+/// to 1, its `<layer>.bias` to 0 (no draws); any other tensor is drawn from `U(±1/√len)`.
 pub fn init_seeded(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
     use rand::SeedableRng;
     let data = varmap
@@ -508,22 +612,29 @@ pub fn init_seeded(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
         .map_err(|_| Error::Model("candle: the VarMap lock is poisoned".into()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
-    let fan_in = |name: &str| -> Option<usize> {
-        let layer = name.strip_suffix(".bias")?;
-        let w = data.get(&format!("{layer}.weight"))?;
-        (w.rank() == 2).then(|| w.dims()[1])
-    };
+    let fan_in = |w: &Var| -> usize { w.dims()[1..].iter().product() };
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
     for name in names {
         let var = &data[name];
-        let fan = match var.rank() {
-            2 => var.dims()[1],
-            _ => fan_in(name).unwrap_or(var.elem_count()),
+        let n = var.elem_count();
+        let layer_weight = name
+            .strip_suffix(".bias")
+            .and_then(|layer| data.get(&format!("{layer}.weight")));
+        let values: Vec<f64> = match (var.rank(), layer_weight) {
+            (1, Some(w)) if w.rank() == 1 => vec![0.0; n],
+            (1, _) if name.ends_with(".weight") => vec![1.0; n],
+            (rank, w) => {
+                let fan = match (rank, w) {
+                    (r, _) if r >= 2 => fan_in(var),
+                    (_, Some(w)) if w.rank() >= 2 => fan_in(w),
+                    _ => n,
+                };
+                let bound = 1.0 / (fan.max(1) as f64).sqrt();
+                (0..n)
+                    .map(|_| bound * (2.0 * rng.random::<f64>() - 1.0))
+                    .collect()
+            }
         };
-        let bound = 1.0 / (fan.max(1) as f64).sqrt();
-        let values: Vec<f64> = (0..var.elem_count())
-            .map(|_| bound * (2.0 * rng.random::<f64>() - 1.0))
-            .collect();
         let t = Tensor::from_vec(values, var.shape(), var.device())
             .and_then(|t| t.to_dtype(var.dtype()))
             .map_err(candle_err)?;

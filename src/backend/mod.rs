@@ -6,6 +6,7 @@
 //! | `candle` | `candle` | a [`Network`](crate::score::Network) over any candle module taking `(x, t)`, a small time-embedded MLP, denoising-score-matching training with AdamW |
 //! | `onnx` | `onnx` | `OnnxScore`: a network exported from PyTorch to ONNX, run by tract (pure Rust) |
 //! | `npy` | `npy` | save samples and load data as NumPy `.npy` files |
+//! | (none) | [`digits`] | the UCI handwritten digits (8×8, 17 levels): loader, seeded split, dequantisation |
 //! | `npy` | `shards` | the shards of a run split over processes (`RunSpec`) as `.npy` files, gathered back with a coverage check |
 //!
 //! (The modules exist only with their features; docs.rs builds with all of them.)
@@ -19,6 +20,7 @@
 
 #[cfg(feature = "candle")]
 pub mod candle;
+pub mod digits;
 #[cfg(feature = "npy")]
 pub mod npy;
 #[cfg(feature = "onnx")]
