@@ -391,7 +391,10 @@ pub trait StepMethod<F: Real>: Send + Sync + Debug {
         let _ = (seed, rows, dim);
         Err(Error::Unsupported {
             what: "initial_rows",
-            reason: format!("{self:?} does not draw row-addressable initial states"),
+            reason: format!(
+                "{} does not draw row-addressable initial states",
+                super::type_label::<Self>()
+            ),
         })
     }
 
@@ -552,8 +555,8 @@ impl<F: Real, M: StepMethod<F>> GridSampler<F, M> {
                         return Err(Error::Unsupported {
                             what: "an adaptive step",
                             reason: format!(
-                                "{:?} moved from t = {} to {}, not towards {}",
-                                self.method,
+                                "{} moved from t = {:?} to {:?}, not towards {:?}",
+                                super::type_label::<M>(),
                                 t.as_f64(),
                                 t_new.as_f64(),
                                 to.as_f64()
@@ -582,8 +585,8 @@ impl<F: Real, M: StepMethod<F>> GridSampler<F, M> {
                             return Err(Error::Unsupported {
                                 what: "a fixed plan's step",
                                 reason: format!(
-                                    "{:?} returned {other:?} on a fixed plan (expected Reached)",
-                                    self.method
+                                    "{} returned {other:?} on a fixed plan (expected Reached)",
+                                    super::type_label::<M>()
                                 ),
                             });
                         }
@@ -653,9 +656,10 @@ impl<F: Real, M: StepMethod<F>> Sampler<F> for GridSampler<F, M> {
             return Err(Error::Unsupported {
                 what: "a shard of this sampler",
                 reason: format!(
-                    "{:?} couples the rows of a batch (a batch-mean step rule or a step size \
+                    "{} couples the rows of a batch (a batch-mean step rule or a step size \
                      shared by the batch), so rows {:?} alone would differ from the whole run",
-                    self.method, spec.rows
+                    super::type_label::<M>(),
+                    spec.rows
                 ),
             });
         }
