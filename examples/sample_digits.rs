@@ -49,7 +49,7 @@ use score_sde::condition::{ClassifierGuidance, Imputation};
 use score_sde::gmm::GaussianMixture;
 use score_sde::likelihood::{DivergenceMethod, OdeLikelihood, bits_per_dim};
 use score_sde::prelude::*;
-use score_sde::sample::{Dopri5, DpmSolverPp, Pc, Predictor, ProbabilityFlow};
+use score_sde::sample::{Dopri5, DpmSolverPp, Pc, PredictorKind, ProbabilityFlow};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -148,7 +148,7 @@ fn main() -> BoxResult<()> {
             format!("PC (RD + Langevin), {} steps", s.pc_steps),
             Box::new(
                 Pc::new(sde.clone(), TimeGrid::uniform(&sched, s.pc_steps)?)?
-                    .predictor(Predictor::ReverseDiffusion)
+                    .predictor(PredictorKind::ReverseDiffusion)?
                     .snr(0.16)?,
             ),
         ),
@@ -286,7 +286,7 @@ fn main() -> BoxResult<()> {
     let given_x: Array2<f32> = given.centres();
     let mask: Vec<bool> = (0..DIM).map(|j| j < DIM / 2).collect();
     let pc = Pc::new(sde.clone(), TimeGrid::uniform(&sched, s.pc_steps)?)?
-        .predictor(Predictor::ReverseDiffusion)
+        .predictor(PredictorKind::ReverseDiffusion)?
         .snr(0.16)?;
     let mut inpainted = Vec::new();
     for k in 0..3u64 {

@@ -1,7 +1,7 @@
 //! Regression tests for issue 18 ("No silent NaN, no panic, no abort"): one test per bullet
 //! of the issue's "Why" that concerns the oracle, schedules, counts, loaders, getters and
-//! newcomers (the sampler-side bullets are in tests/fuzz/regressions.rs, `#[ignore]`d until
-//! the sampler driver lands). Each input here returned NaN/inf in an `Ok`, panicked,
+//! newcomers (the sampler-side bullets are in tests/fuzz/regressions.rs, fixed by the
+//! sampler driver). Each input here returned NaN/inf in an `Ok`, panicked,
 //! aborted or gave a misleading message before the fix; each expected value is a closed form.
 
 use ndarray::{Array1, Array2, Array3, array};

@@ -356,7 +356,10 @@ pub trait StepMethod<F: Real>: Send + Sync + Debug {
             Some(sde) => sde.sample_prior(n, dim, rng),
             None => Err(Error::Unsupported {
                 what: "initial_state",
-                reason: format!("{self:?} has no forward SDE to draw a prior from"),
+                reason: format!(
+                    "{} has no forward SDE to draw a prior from",
+                    super::type_label::<Self>()
+                ),
             }),
         }
     }
@@ -411,7 +414,10 @@ pub trait StepMethod<F: Real>: Send + Sync + Debug {
             Some(sde) => sde.sample_prior_rows(seed, rows, dim),
             None => Err(Error::Unsupported {
                 what: "initial_rows",
-                reason: format!("{self:?} does not draw row-addressable initial states"),
+                reason: format!(
+                    "{} does not draw row-addressable initial states",
+                    super::type_label::<Self>()
+                ),
             }),
         }
     }
@@ -573,8 +579,8 @@ impl<F: Real, M: StepMethod<F>> GridSampler<F, M> {
                         return Err(Error::Unsupported {
                             what: "an adaptive step",
                             reason: format!(
-                                "{:?} moved from t = {} to {}, not towards {}",
-                                self.method,
+                                "{} moved from t = {:?} to {:?}, not towards {:?}",
+                                super::type_label::<M>(),
                                 t.as_f64(),
                                 t_new.as_f64(),
                                 to.as_f64()
@@ -603,8 +609,8 @@ impl<F: Real, M: StepMethod<F>> GridSampler<F, M> {
                             return Err(Error::Unsupported {
                                 what: "a fixed plan's step",
                                 reason: format!(
-                                    "{:?} returned {other:?} on a fixed plan (expected Reached)",
-                                    self.method
+                                    "{} returned {other:?} on a fixed plan (expected Reached)",
+                                    super::type_label::<M>()
                                 ),
                             });
                         }
@@ -674,9 +680,10 @@ impl<F: Real, M: StepMethod<F>> Sampler<F> for GridSampler<F, M> {
             return Err(Error::Unsupported {
                 what: "a shard of this sampler",
                 reason: format!(
-                    "{:?} couples the rows of a batch (a batch-mean step rule or a step size \
+                    "{} couples the rows of a batch (a batch-mean step rule or a step size \
                      shared by the batch), so rows {:?} alone would differ from the whole run",
-                    self.method, spec.rows
+                    super::type_label::<M>(),
+                    spec.rows
                 ),
             });
         }

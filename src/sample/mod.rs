@@ -90,6 +90,14 @@ use ndarray::{Array2, ArrayView2};
 use rand::RngCore;
 use std::fmt::Debug;
 
+/// The bare name of a type for error messages (`PfOde`, not its generic arguments or
+/// its `Debug`, which may print a whole β table: messages stay one readable line).
+pub(crate) fn type_label<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let path = full.split('<').next().unwrap_or(full);
+    path.rsplit("::").next().unwrap_or(path)
+}
+
 /// The outcome of a sampler run.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -187,7 +195,10 @@ pub trait Sampler<F: Real>: Send + Sync + Debug {
         let _ = (spec, dim);
         Err(Error::Unsupported {
             what: "initial_rows",
-            reason: format!("{self:?} does not implement row-addressable runs"),
+            reason: format!(
+                "{} does not implement row-addressable runs",
+                type_label::<Self>()
+            ),
         })
     }
 
@@ -207,7 +218,10 @@ pub trait Sampler<F: Real>: Send + Sync + Debug {
         let _ = (model, x, spec, observer);
         Err(Error::Unsupported {
             what: "run_rows",
-            reason: format!("{self:?} does not implement row-addressable runs"),
+            reason: format!(
+                "{} does not implement row-addressable runs",
+                type_label::<Self>()
+            ),
         })
     }
 

@@ -466,6 +466,34 @@ fn onnx_noise_model_at_t_zero_is_an_error() {
     assert!(out.iter().all(|v| v.is_finite()), "{out}");
 }
 
+/// Found by the fuzz suite (50 000-case long mode after the merge of the solver framework):
+/// a shard of a sampler whose rows are coupled (adaptive PF-ODE, Gotta Go Fast, a
+/// batch-mean Langevin corrector) was refused with the sampler's `Debug` in the message —
+/// a whole 1000-entry `DiscreteVp` table, 10 kB of text. The message names the type.
+#[test]
+fn shard_refusal_names_the_sampler_briefly() {
+    use score_sde::sample::{ProbabilityFlow, RunSpec};
+    let sched = DiscreteVp::<f64>::ddpm_linear(1000, 1e-4, 0.02).unwrap();
+    let sde = LinearSde::new(sched);
+    let pf = ProbabilityFlow::adaptive(sde, Dopri5::new(1e-4, 1e-4).unwrap());
+    let model = ScoreFn::new(
+        |x: ArrayView2<f64>, _t: f64, mut out: ArrayViewMut2<f64>| -> Result<()> {
+            out.assign(&(-&x));
+            Ok(())
+        },
+    );
+    let spec = RunSpec::new(3, 4).unwrap().shard(1..3).unwrap();
+    let r = pf.sample_rows(&model, 2, &spec);
+    let Err(e @ Error::Unsupported { .. }) = r else {
+        panic!("{:?}", r.map(|run| run.samples))
+    };
+    let m = e.to_string();
+    assert!(
+        m.len() < 300 && m.contains("PfOde") && m.contains("1..3"),
+        "{m}"
+    );
+}
+
 /// Replay of cases the generator found (all fixed in this crate; listed by `(kind, seed)`,
 /// re-run through the same harness so that a change of the generator shows up here too).
 #[test]
@@ -490,4 +518,9 @@ const REPLAY: &[(usize, u64)] = &[
     // divergence-bpd-train: bits_per_dim of log p near −f64::MAX was +inf in an Ok.
     (13, 1542804367427541354),
     (13, 11373010939165141311),
+    // sampler: a shard refusal printed the sampler's Debug (10 kB with a DiscreteVp table).
+    (5, 860573852065795182),
+    (5, 16147719225424658311),
+    // imputation: Gotta Go Fast's step that did not advance was reported with its Debug.
+    (8, 18245014825903443577),
 ];

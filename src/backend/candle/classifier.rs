@@ -7,7 +7,7 @@ use super::adam::{Adam, AdamParams};
 use super::{TimeModule, candle_err};
 use crate::condition::ClassifierGradient;
 use crate::error::{Error, Result};
-use crate::float::Real;
+use crate::num::Real;
 use crate::score::Parameterization;
 use crate::sde::MarginalSde;
 use crate::train::{TimeSampling, Weighting, make_batch};

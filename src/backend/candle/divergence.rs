@@ -24,7 +24,7 @@
 
 use super::{CandleNetwork, TimeModule, candle_err};
 use crate::error::Result;
-use crate::float::Real;
+use crate::num::Real;
 use crate::schedule::Schedule;
 use crate::score::{Parameterization, Parameterized, ScoreModel, to_score_inplace};
 use candle_core::{Tensor, Var, WithDType};

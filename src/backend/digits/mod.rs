@@ -32,8 +32,8 @@ pub use baseline::{EmConfig, EmReport, fit_gaussian, fit_mixture};
 pub use neighbours::{knn_classify, nearest};
 
 use crate::error::{Error, Result};
-use crate::float::Real;
 use crate::likelihood::{DataScaling, dequantize_uniform};
+use crate::num::Real;
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::{Rng, RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
