@@ -42,15 +42,27 @@ pub fn slerp<F: Real>(z0: ArrayView1<F>, z1: ArrayView1<F>, lambda: F) -> Result
     check::finite("first latent", &z0)?;
     check::finite("second latent", &z1)?;
     check::finite_scalar("lambda", lambda)?;
-    let (n0, n1) = (z0.dot(&z0).sqrt(), z1.dot(&z1).sqrt());
-    if n0 == F::zero() || n1 == F::zero() {
+    // The angle from latents scaled by their largest entries: no square overflows or
+    // underflows whatever the latents' magnitude (1e-200 or 1e200 give the same angle).
+    let max_abs = |z: &ArrayView1<F>| z.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
+    let (m0, m1) = (max_abs(&z0), max_abs(&z1));
+    if m0 == F::zero() || m1 == F::zero() {
         return Err(Error::param(
             "latent norm",
             0.0,
             "spherical interpolation needs non-zero latents",
         ));
     }
-    let c = (z0.dot(&z1) / (n0 * n1)).max(-F::one()).min(F::one());
+    let (mut d00, mut d11, mut d01) = (F::zero(), F::zero(), F::zero());
+    Zip::from(&z0).and(&z1).for_each(|&a, &b| {
+        let (u, v) = (a / m0, b / m1);
+        d00 = d00 + u * u;
+        d11 = d11 + v * v;
+        d01 = d01 + u * v;
+    });
+    let c = (d01 / (d00.sqrt() * d11.sqrt()))
+        .max(-F::one())
+        .min(F::one());
     let theta = c.acos();
     let s = theta.sin();
     let (w0, w1) = if s < F::EPS.sqrt() {
@@ -61,9 +73,22 @@ pub fn slerp<F: Real>(z0: ArrayView1<F>, z1: ArrayView1<F>, lambda: F) -> Result
             (lambda * theta).sin() / s,
         )
     };
-    Ok(Zip::from(&z0)
+    let out = Zip::from(&z0)
         .and(&z1)
-        .map_collect(|&a, &b| w0 * a + w1 * b))
+        .map_collect(|&a, &b| w0 * a + w1 * b);
+    // Latents near the float range's end and λ outside [0, 1] can leave it.
+    match out.iter().position(|v| !v.is_finite()) {
+        None => Ok(out),
+        Some(index) => Err(Error::Unrepresentable {
+            what: "spherical interpolation",
+            index,
+            reason: format!(
+                "w0·z0 + w1·z1 with weights ({:?}, {:?}) overflows the float type",
+                w0.as_f64(),
+                w1.as_f64()
+            ),
+        }),
+    }
 }
 
 /// `k ≥ 2` latents on the great circle from `z₀` to `z₁` (`λ = i/(k − 1)`, endpoints
@@ -104,5 +129,13 @@ pub fn interpolate<F: Real>(z0: ArrayView1<F>, z1: ArrayView1<F>, k: usize) -> R
 pub fn temperature<F: Real>(z: ArrayView2<F>, tau: F) -> Result<Array2<F>> {
     check::non_negative("temperature", tau)?;
     check::finite("latents", &z)?;
-    Ok(z.mapv(|v| tau * v))
+    let out = z.mapv(|v| tau * v);
+    match out.iter().position(|v| !v.is_finite()) {
+        None => Ok(out),
+        Some(index) => Err(Error::Unrepresentable {
+            what: "temperature-scaled latents",
+            index,
+            reason: format!("τ z with τ = {:?} overflows the float type", tau.as_f64()),
+        }),
+    }
 }

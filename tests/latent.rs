@@ -123,3 +123,25 @@ fn interpolating_two_ring_samples_stays_on_the_ring() {
     assert!(radius.iter().all(|r| (r - 4.0).abs() < 1.0), "{radius:?}");
     let _ = Axis(0);
 }
+
+#[test]
+fn extreme_latents_give_the_angle_or_an_error_never_a_non_finite_ok() {
+    use score_sde::Error;
+    use score_sde::latent::{slerp, temperature};
+    // Scaled copies of the quarter circle: the same angle, so the same weights — the
+    // half-way point is (z₀ + z₁)/√2 whatever the magnitude (squares of 1e200 overflow and
+    // of 1e-200 underflow if formed directly).
+    for scale in [1e-200_f64, 1.0, 1e200] {
+        let (a, b) = (ndarray::array![scale, 0.0], ndarray::array![0.0, scale]);
+        let m = slerp(a.view(), b.view(), 0.5).unwrap();
+        let want = scale * 0.5f64.sqrt();
+        assert!(((m[0] - want) / want).abs() < 1e-14, "scale {scale}: {m}");
+        assert!(((m[1] - want) / want).abs() < 1e-14, "scale {scale}: {m}");
+    }
+    // Opposite latents near f64::MAX extrapolated beyond the end: the result leaves the range.
+    let big = ndarray::array![f64::MAX / 2.0, 1.0];
+    let e = slerp(big.view(), big.view(), 3.0).unwrap_err();
+    assert!(matches!(e, Error::Unrepresentable { .. }), "{e}");
+    let e = temperature(ndarray::array![[f64::MAX / 2.0]].view(), 4.0).unwrap_err();
+    assert!(matches!(e, Error::Unrepresentable { .. }), "{e}");
+}

@@ -185,6 +185,12 @@ fn bad_input_is_a_typed_error() {
     let (gm, _) = gauss3();
     let exact = AnalyticScore::new(gm, VpLinear::default());
     assert!(SlicedScoreMatching::new(0).is_err());
+    // 1 + 2·projections evaluations per row would overflow the count: refused, no panic.
+    assert!(matches!(
+        SlicedScoreMatching::new(usize::MAX / 2 + 1),
+        Err(Error::TooLarge { .. })
+    ));
+    assert!(SlicedScoreMatching::new(usize::MAX / 2 - 1).is_ok());
     let wrong = Array2::<f64>::zeros((4, 2));
     assert!(matches!(
         implicit_score_matching(&exact, wrong.view(), 0.0, TraceMethod::Exact),

@@ -59,6 +59,10 @@ impl SlicedScoreMatching {
                 "sliced score matching needs at least one projection",
             ));
         }
+        // The loss counts 1 + 2·projections model evaluations per row.
+        let what = "sliced score matching evaluations per row";
+        crate::check::elements(what, &[2, projections])
+            .and_then(|m| crate::check::add_count(what, m, 1))?;
         Ok(Self {
             projections,
             probe: Probe::Gaussian,

@@ -6,19 +6,24 @@ use super::draw::Gen;
 use super::samplers::{self, Sde};
 use ndarray::{Array1, Array2, Array3, ArrayBase, Data, Dimension};
 use score_sde::condition::{
-    ClassifierFree, ClassifierGuidance, FinalStep, Imputation, LinearGaussian, MixtureClassifier,
-    WithClass,
+    ClassifierFree, ClassifierGuidance, FinalStep, Guided, Imputation, LinearGaussian,
+    MixtureClassifier, ObservationConstraint, TweedieLikelihood, WithClass,
 };
 use score_sde::gmm::{AnalyticScore, GaussianMixture, MixtureSpec};
 use score_sde::grid::TimeGrid;
+use score_sde::latent;
+use score_sde::likelihood::DdpmBound;
 use score_sde::likelihood::{
     DataScaling, Divergence, DivergenceMethod, OdeLikelihood, Probe, bits_per_dim,
     dequantize_uniform,
 };
 use score_sde::prelude::*;
+use score_sde::sample::DdpmVariance;
 use score_sde::sample::RunSpec;
+use score_sde::schedule::DiscreteVp;
 use score_sde::score::{NetworkFn, Parameterized};
 use score_sde::train::{self, TimeSampling, Weighting};
+use score_sde::train::{SlicedScoreMatching, TraceMethod, implicit_score_matching};
 use std::sync::Arc;
 
 /// What a case found wrong.
@@ -34,7 +39,7 @@ fn bad(what: impl Into<String>) -> Violation {
 }
 
 /// The kinds of case, with their relative frequencies.
-pub const KINDS: [(&str, u32); 15] = [
+pub const KINDS: [(&str, u32); 16] = [
     ("schedule", 6),
     ("grid", 6),
     ("mixture", 8),
@@ -50,6 +55,7 @@ pub const KINDS: [(&str, u32); 15] = [
     ("metrics", 4),
     ("divergence-bpd-train", 5),
     ("sampler-counts", 2),
+    ("literature", 6),
 ];
 
 /// The kind of case `pick` (uniform in `0..total weight`) selects.
@@ -94,7 +100,8 @@ fn run_in<F: Real>(kind: usize, g: &mut Gen) -> Res {
         11 => onnx_case::<F>(g),
         12 => metrics_case(g),
         13 => misc_case::<F>(g),
-        _ => counts_case::<F>(g),
+        14 => counts_case::<F>(g),
+        _ => literature_case::<F>(g),
     }
 }
 
@@ -1014,5 +1021,121 @@ fn counts_case<F: Real>(g: &mut Gen) -> Res {
         Some(getter) => Err(bad(format!(
             "{getter} panicked (integer overflow) on a count near usize::MAX"
         ))),
+    }
+}
+
+/// The methods of the score-SDE literature added with issue 15: latent editing, implicit and
+/// sliced score matching, DPS / ΠGDM guidance and the projection sampler for `y = A x + n`,
+/// the DDPM bound, and the likelihood with the exact mixture prior.
+fn literature_case<F: Real>(g: &mut Gen) -> Res {
+    match g.below(5) {
+        0 => {
+            let d = g.small_count(5);
+            let z0 = Array1::from_iter(g.floats(d, 3.0).into_iter().map(lit::<F>));
+            let z1 = Array1::from_iter(g.floats(d, 3.0).into_iter().map(lit::<F>));
+            let lam = lit::<F>(g.within(-0.5, 1.5));
+            on(latent::slerp(z0.view(), z1.view(), lam), |z| {
+                finite("slerp", &z)
+            })?;
+            let k = if g.chance(0.05) {
+                usize::MAX
+            } else {
+                g.small_count(6)
+            };
+            on(latent::interpolate(z0.view(), z1.view(), k), |z| {
+                finite("interpolate", &z)
+            })?;
+            let rows = g.small_count(3);
+            let z = array2::<F>(g, rows, d, 3.0);
+            on(latent::temperature(z.view(), lit(g.near(1.0))), |z| {
+                finite("temperature", &z)
+            })
+        }
+        1 => {
+            let s = build!(schedule::<F>(g));
+            let gm = build!(mixture::<F>(g));
+            let model = AnalyticScore::new(gm.clone(), s.clone());
+            let x = points::<F>(g, gm.dim());
+            let t = time(g, &*s);
+            let trace = g.pick(&[TraceMethod::Exact, TraceMethod::FiniteDifference]);
+            on(implicit_score_matching(&model, x.view(), t, trace), |l| {
+                finite("implicit score matching rows", &l.rows)?;
+                finite_scalar("implicit score matching mean", l.mean)
+            })?;
+            let ssm = build!(SlicedScoreMatching::new(g.small_count(3)))
+                .variance_reduced(g.chance(0.5))
+                .probe(g.pick(&[Probe::Rademacher, Probe::Gaussian]));
+            on(ssm.loss(&model, x.view(), t, &mut g.rng()), |l| {
+                finite("sliced score matching rows", &l.rows)?;
+                finite_scalar("sliced score matching mean", l.mean)
+            })
+        }
+        2 => {
+            let (sched, sde) = build!(sde::<F>(g));
+            let gm = build!(mixture::<F>(g));
+            let d = gm.dim();
+            let m = g.small_count(d);
+            let a = array2::<F>(g, m, d, 1.0);
+            let noise = Array2::from_diag(&Array1::from_elem(m, lit::<F>(g.near(0.1).abs())));
+            let obs = build!(LinearGaussian::new(a, noise));
+            let y = Array1::from_iter(g.floats(m, 3.0).into_iter().map(lit::<F>));
+            let model = AnalyticScore::new(gm.clone(), sched.clone());
+            let n = g.small_count(4);
+            let built = build!(samplers::build(g, &sde, &gm, n));
+            let x0 = build!(built.sampler.initial_state(n, d, &mut g.rng()));
+            if g.chance(0.5) {
+                let lik = if g.chance(0.5) {
+                    build!(TweedieLikelihood::dps(obs, y.view(), sched.clone()))
+                } else {
+                    build!(TweedieLikelihood::pigdm(obs, y.view(), sched.clone()))
+                };
+                let guided = build!(Guided::new(&model, lik, lit(g.near(1.0))));
+                on(built.sampler.run(&guided, x0, &mut g.rng()), |run| {
+                    finite(&format!("DPS/ΠGDM {} samples", built.label), &run.samples)
+                })
+            } else {
+                let mut c = build!(ObservationConstraint::new(
+                    sched.clone(),
+                    &obs,
+                    y.view(),
+                    g.u64()
+                ));
+                on(
+                    built.sampler.run_with(&model, x0, &mut g.rng(), &mut c),
+                    |run| finite(&format!("projected {} samples", built.label), &run.samples),
+                )
+            }
+        }
+        3 => {
+            let table = build!(DiscreteVp::<F>::ddpm_linear(
+                g.small_count(50),
+                lit(g.near(1e-4).abs()),
+                lit(g.near(0.02).abs())
+            ));
+            let variance = g.pick(&[DdpmVariance::Beta, DdpmVariance::BetaTilde]);
+            let gm = build!(mixture::<F>(g));
+            let model = AnalyticScore::new(gm.clone(), table.clone());
+            let bound = build!(DdpmBound::new(table, variance).prior_std(lit(g.near(1.0))));
+            let x = points::<F>(g, gm.dim());
+            on(bound.evaluate(&model, x.view(), &mut g.rng()), |v| {
+                finite("DDPM bound total", &v.total)
+            })
+        }
+        _ => {
+            let (sched, sde) = build!(sde::<F>(g));
+            let gm = build!(mixture::<F>(g));
+            let lik = build!(
+                OdeLikelihood::new(sde.clone())
+                    .and_then(|l| l.tolerances(lit(g.near(1e-3)), lit(g.near(1e-3))))
+                    .and_then(|l| l.max_steps(g.small_count(200)))
+                    .and_then(|l| l.exact_mixture_prior(&gm))
+            );
+            let model = AnalyticScore::new(gm.clone(), sched.clone());
+            let x = points::<F>(g, gm.dim());
+            on(lik.log_prob(&model, x.view(), &mut g.rng()), |l| {
+                finite("likelihood (exact prior) log_p", &l.log_p)?;
+                finite("likelihood (exact prior) latent", &l.latent)
+            })
+        }
     }
 }
