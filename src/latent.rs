@@ -56,9 +56,9 @@ pub fn slerp<F: Real>(z0: ArrayView1<F>, z1: ArrayView1<F>, lambda: F) -> Result
     let (mut d00, mut d11, mut d01) = (F::zero(), F::zero(), F::zero());
     Zip::from(&z0).and(&z1).for_each(|&a, &b| {
         let (u, v) = (a / m0, b / m1);
-        d00 = d00 + u * u;
-        d11 = d11 + v * v;
-        d01 = d01 + u * v;
+        d00 += u * u;
+        d11 += v * v;
+        d01 += u * v;
     });
     let c = (d01 / (d00.sqrt() * d11.sqrt()))
         .max(-F::one())
