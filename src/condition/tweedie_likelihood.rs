@@ -1,33 +1,4 @@
-//! DPS and ΠGDM: `∇ₓ log p_t(y | x)` for a linear-Gaussian observation `y = A x₀ + n`,
-//! `n ~ N(0, Σ_n)`, through Tweedie's denoiser, for any score model.
-//!
-//! `p_t(y | x_t) = ∫ N(y; A x₀, Σ_n) p(x₀ | x_t) dx₀` is intractable; both methods replace
-//! `p(x₀ | x_t)` by a Gaussian centred at Tweedie's `x̂₀ = (x_t + σ² s(x_t, t))/α`:
-//!
-//! ```text
-//! p_t(y | x_t) ≈ N(y; A x̂₀, r_t² A Aᵀ + Σ_n)
-//! ∇ₓ log p_t(y | x_t) ≈ (∂x̂₀/∂x_t)ᵀ Aᵀ (r_t² A Aᵀ + Σ_n)⁻¹ (y − A x̂₀)
-//! ```
-//!
-//! * **DPS** (Chung et al. 2023, "Diffusion Posterior Sampling", eq. 16 / Thm. 1): a point
-//!   mass at `x̂₀`, `r_t = 0`. (Their Algorithm 1 rescales the gradient by `ζ/‖y − A x̂₀‖`
-//!   for noisy images; the guidance scale `w` of [`Guided`](super::Guided) plays that role.)
-//! * **ΠGDM** (Song, Vahdat, Mardani & Kautz 2023, "Pseudoinverse-Guided Diffusion Models",
-//!   eq. 7–8): `p(x₀ | x_t) ≈ N(x̂₀, r_t² I)` with `r_t² = c σ²/(α² c + σ²)` — the posterior
-//!   variance of `x₀` when the data are `N(·, c I)` (`σ²/(1 + σ²)` for VE and unit-variance
-//!   data, as the paper; `c = 1` by default). For data that *are* Gaussian with covariance
-//!   `c I` this is the exact `∇ log p_t(y | x)`.
-//!
-//! The Jacobian `∂x̂₀/∂x_t = (I + σ² ∇ₓ s)/α` is symmetric when `s` is a gradient, so the
-//! vector–Jacobian product is the Jacobian–vector product `(u + σ² J_s u)/α`, computed by
-//! central differences of the score ([`ScoreJvp`], 2 more model calls per evaluation —
-//! what a backward pass through a network costs, roughly).
-//! [`JacobianMode::Identity`] drops the `σ² J_s` term (`∂x̂₀/∂x_t ≈ I/α`, no extra calls).
-//!
-//! The `M × M` solve is done once: with `Σ_n = L Lᵀ` and `L⁻¹ A Aᵀ L⁻ᵀ = U Λ Uᵀ`,
-//! `Aᵀ (r² A Aᵀ + Σ_n)⁻¹ (y − A x̂₀) = Bᵀ (r² Λ + I)⁻¹ (ỹ − B x̂₀)` with `B = Uᵀ L⁻¹ A` and
-//! `ỹ = Uᵀ L⁻¹ y` precomputed, so each call costs `O(M D)` per row and allocates nothing
-//! after the first.
+//! DPS and ΠGDM likelihood terms (the maths is on [`TweedieLikelihood`]).
 
 use super::LinearGaussian;
 use super::likelihood::LikelihoodGradient;
@@ -41,7 +12,7 @@ use crate::score::ScoreModel;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use std::sync::Mutex;
 
-/// Which Gaussian approximation of `p(x₀ | x_t)` ([module docs](self)).
+/// Which Gaussian approximation of `p(x₀ | x_t)` (see [`TweedieLikelihood`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum TweedieApprox {
@@ -111,8 +82,38 @@ struct Buffers<F> {
     jvp: ScoreJvp<F>,
 }
 
-/// DPS / ΠGDM likelihood term for `y = A x₀ + n` ([module docs](self)); use it in
-/// [`Guided`](super::Guided).
+/// DPS / ΠGDM likelihood term for `y = A x₀ + n`; use it in [`Guided`](super::Guided).
+///
+/// DPS and ΠGDM: `∇ₓ log p_t(y | x)` for a linear-Gaussian observation `y = A x₀ + n`,
+/// `n ~ N(0, Σ_n)`, through Tweedie's denoiser, for any score model.
+///
+/// `p_t(y | x_t) = ∫ N(y; A x₀, Σ_n) p(x₀ | x_t) dx₀` is intractable; both methods replace
+/// `p(x₀ | x_t)` by a Gaussian centred at Tweedie's `x̂₀ = (x_t + σ² s(x_t, t))/α`:
+///
+/// ```text
+/// p_t(y | x_t) ≈ N(y; A x̂₀, r_t² A Aᵀ + Σ_n)
+/// ∇ₓ log p_t(y | x_t) ≈ (∂x̂₀/∂x_t)ᵀ Aᵀ (r_t² A Aᵀ + Σ_n)⁻¹ (y − A x̂₀)
+/// ```
+///
+/// * **DPS** (Chung et al. 2023, "Diffusion Posterior Sampling", eq. 16 / Thm. 1): a point
+///   mass at `x̂₀`, `r_t = 0`. (Their Algorithm 1 rescales the gradient by `ζ/‖y − A x̂₀‖`
+///   for noisy images; the guidance scale `w` of [`Guided`](super::Guided) plays that role.)
+/// * **ΠGDM** (Song, Vahdat, Mardani & Kautz 2023, "Pseudoinverse-Guided Diffusion Models",
+///   eq. 7–8): `p(x₀ | x_t) ≈ N(x̂₀, r_t² I)` with `r_t² = c σ²/(α² c + σ²)` — the posterior
+///   variance of `x₀` when the data are `N(·, c I)` (`σ²/(1 + σ²)` for VE and unit-variance
+///   data, as the paper; `c = 1` by default). For data that *are* Gaussian with covariance
+///   `c I` this is the exact `∇ log p_t(y | x)`.
+///
+/// The Jacobian `∂x̂₀/∂x_t = (I + σ² ∇ₓ s)/α` is symmetric when `s` is a gradient, so the
+/// vector–Jacobian product is the Jacobian–vector product `(u + σ² J_s u)/α`, computed by
+/// central differences of the score ([`ScoreJvp`], 2 more model calls per evaluation —
+/// what a backward pass through a network costs, roughly).
+/// [`JacobianMode::Identity`] drops the `σ² J_s` term (`∂x̂₀/∂x_t ≈ I/α`, no extra calls).
+///
+/// The `M × M` solve is done once: with `Σ_n = L Lᵀ` and `L⁻¹ A Aᵀ L⁻ᵀ = U Λ Uᵀ`,
+/// `Aᵀ (r² A Aᵀ + Σ_n)⁻¹ (y − A x̂₀) = Bᵀ (r² Λ + I)⁻¹ (ỹ − B x̂₀)` with `B = Uᵀ L⁻¹ A` and
+/// `ỹ = Uᵀ L⁻¹ y` precomputed, so each call costs `O(M D)` per row and allocates nothing
+/// after the first.
 ///
 /// ```
 /// use score_sde::condition::{Guided, LinearGaussian, TweedieLikelihood};

@@ -1,42 +1,4 @@
-//! The DDPM variational bound `L_vlb` (Ho et al. 2020, eq. 5; Sohl-Dickstein et al. 2015) of a
-//! score / ε model on a discrete β table, in nats and bits per dimension.
-//!
-//! For the forward chain `q(x_k | x_{k−1}) = N(√(1 − β_k) x_{k−1}, β_k I)` of a
-//! [`DiscreteVp`] table (`ᾱ_k = α(k/N)²`) and the reverse model
-//! `p_θ(x_{k−1} | x_k) = N(μ_θ(x_k, k), σ_k² I)` of Algorithm 2,
-//!
-//! ```text
-//! −log p_θ(x_0) ≤ L_vlb(x_0) = L_N + Σ_{k=2}^{N} L_{k−1} + L_0
-//! L_N     = KL(q(x_N | x_0) ‖ N(0, s² I))
-//! L_{k−1} = E_{x_k ~ q(x_k | x_0)} KL(q(x_{k−1} | x_k, x_0) ‖ p_θ(x_{k−1} | x_k))
-//! L_0     = E_{x_1 ~ q(x_1 | x_0)} [−log p_θ(x_0 | x_1)]
-//! ```
-//!
-//! with the Gaussian forward posterior `q(x_{k−1} | x_k, x_0) = N(μ̃_k, β̃_k I)`,
-//! `μ̃_k = (√ᾱ_{k−1} β_k/(1 − ᾱ_k)) x_0 + (√(1 − β_k)(1 − ᾱ_{k−1})/(1 − ᾱ_k)) x_k`,
-//! `β̃_k = (1 − ᾱ_{k−1}) β_k/(1 − ᾱ_k)` (Ho et al. eq. 6–7), and the model's mean
-//! `μ_θ = (x_k − β_k/√(1 − ᾱ_k) ε_θ)/√(1 − β_k) = (x_k + β_k s_θ)/√(1 − β_k)` (eq. 11, with
-//! `s = −ε/σ_k`). Each KL of two isotropic Gaussians is closed-form (eq. 5's "Rao–Blackwellised"
-//! terms):
-//!
-//! ```text
-//! KL(N(μ̃, β̃ I) ‖ N(μ_θ, σ² I)) = ½ [D (β̃/σ² − 1 − ln(β̃/σ²)) + ‖μ̃ − μ_θ‖²/σ²]
-//! ```
-//!
-//! so only the expectation over `x_k` is Monte Carlo: one draw of `x_k` per term and row
-//! (from the row's own noise stream, [`RowNoise`](crate::num::RowNoise)), one score call on
-//! the batch per term — `N` score calls in all. `σ_k²` is [`DdpmVariance::Beta`] or
-//! [`DdpmVariance::BetaTilde`]. The decoder `p_θ(x_0 | x_1)` is the Gaussian
-//! `N(μ_θ(x_1, 1), β_1 I)` with `μ_θ(x_1, 1) = (x_1 + σ_1² s)/α_1` (Tweedie at `t_1`, the
-//! last step of Algorithm 2): Ho et al. use a discretised decoder for 8-bit images, whose
-//! continuous-data analogue this is; `β̃_1 = 0` would make it degenerate, so both variance
-//! choices use `β_1` here.
-//!
-//! The bound is exact in the sense that every term given `x_k` is evaluated in closed form;
-//! for a Gaussian data distribution with its exact (linear) score the expectation over `x_k`
-//! is closed-form too, which `tests/ddpm.rs` checks the estimator against. Bits per
-//! dimension: [`VlbTerms::bits_per_dim`], as [`bits_per_dim`](super::bits_per_dim) for the
-//! probability-flow ODE (`docs/likelihood.md` sets the two side by side).
+//! The DDPM variational bound (the maths is on [`DdpmBound`]).
 
 use crate::check;
 use crate::error::{Error, Result};
@@ -49,7 +11,47 @@ use rand::RngCore;
 
 use super::bpd::{DataScaling, bits_per_dim};
 
-/// The DDPM variational bound of a model on a β table (see the [module docs](self)).
+/// The DDPM variational bound of a model on a β table.
+///
+/// The DDPM variational bound `L_vlb` (Ho et al. 2020, eq. 5; Sohl-Dickstein et al. 2015) of a
+/// score / ε model on a discrete β table, in nats and bits per dimension.
+///
+/// For the forward chain `q(x_k | x_{k−1}) = N(√(1 − β_k) x_{k−1}, β_k I)` of a
+/// [`DiscreteVp`] table (`ᾱ_k = α(k/N)²`) and the reverse model
+/// `p_θ(x_{k−1} | x_k) = N(μ_θ(x_k, k), σ_k² I)` of Algorithm 2,
+///
+/// ```text
+/// −log p_θ(x_0) ≤ L_vlb(x_0) = L_N + Σ_{k=2}^{N} L_{k−1} + L_0
+/// L_N     = KL(q(x_N | x_0) ‖ N(0, s² I))
+/// L_{k−1} = E_{x_k ~ q(x_k | x_0)} KL(q(x_{k−1} | x_k, x_0) ‖ p_θ(x_{k−1} | x_k))
+/// L_0     = E_{x_1 ~ q(x_1 | x_0)} [−log p_θ(x_0 | x_1)]
+/// ```
+///
+/// with the Gaussian forward posterior `q(x_{k−1} | x_k, x_0) = N(μ̃_k, β̃_k I)`,
+/// `μ̃_k = (√ᾱ_{k−1} β_k/(1 − ᾱ_k)) x_0 + (√(1 − β_k)(1 − ᾱ_{k−1})/(1 − ᾱ_k)) x_k`,
+/// `β̃_k = (1 − ᾱ_{k−1}) β_k/(1 − ᾱ_k)` (Ho et al. eq. 6–7), and the model's mean
+/// `μ_θ = (x_k − β_k/√(1 − ᾱ_k) ε_θ)/√(1 − β_k) = (x_k + β_k s_θ)/√(1 − β_k)` (eq. 11, with
+/// `s = −ε/σ_k`). Each KL of two isotropic Gaussians is closed-form (eq. 5's "Rao–Blackwellised"
+/// terms):
+///
+/// ```text
+/// KL(N(μ̃, β̃ I) ‖ N(μ_θ, σ² I)) = ½ [D (β̃/σ² − 1 − ln(β̃/σ²)) + ‖μ̃ − μ_θ‖²/σ²]
+/// ```
+///
+/// so only the expectation over `x_k` is Monte Carlo: one draw of `x_k` per term and row
+/// (from the row's own noise stream, [`RowNoise`](crate::num::RowNoise)), one score call on
+/// the batch per term — `N` score calls in all. `σ_k²` is [`DdpmVariance::Beta`] or
+/// [`DdpmVariance::BetaTilde`]. The decoder `p_θ(x_0 | x_1)` is the Gaussian
+/// `N(μ_θ(x_1, 1), β_1 I)` with `μ_θ(x_1, 1) = (x_1 + σ_1² s)/α_1` (Tweedie at `t_1`, the
+/// last step of Algorithm 2): Ho et al. use a discretised decoder for 8-bit images, whose
+/// continuous-data analogue this is; `β̃_1 = 0` would make it degenerate, so both variance
+/// choices use `β_1` here.
+///
+/// The bound is exact in the sense that every term given `x_k` is evaluated in closed form;
+/// for a Gaussian data distribution with its exact (linear) score the expectation over `x_k`
+/// is closed-form too, which `tests/ddpm.rs` checks the estimator against. Bits per
+/// dimension: [`VlbTerms::bits_per_dim`], as [`bits_per_dim`](super::bits_per_dim) for the
+/// probability-flow ODE (`docs/likelihood.md` sets the two side by side).
 ///
 /// ```
 /// use score_sde::likelihood::DdpmBound;
@@ -77,7 +79,7 @@ pub struct DdpmBound<F> {
     prior_std: F,
 }
 
-/// The terms of the bound per row, in nats (see the [module docs](self)).
+/// The terms of the bound per row, in nats (see [`DdpmBound`]).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct VlbTerms<F> {

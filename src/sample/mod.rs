@@ -40,22 +40,22 @@
 //! # Ok::<(), score_sde::Error>(())
 //! ```
 
-mod annealed;
+pub mod annealed;
 pub mod corrector;
 pub mod ddim;
 pub mod dpm_adaptive;
 pub mod dpm_solver;
 pub mod driver;
 pub mod edm;
-mod euler_ancestral;
-mod mala;
-mod noise_table;
+pub mod euler_ancestral;
+pub mod mala;
+pub mod noise_table;
 pub mod pc;
 pub mod pf_ode;
 pub mod predictor;
 pub mod run_spec;
 pub mod sde_adaptive;
-mod ula;
+pub mod ula;
 pub mod unipc;
 
 pub use crate::num::RowNoise;

@@ -13,7 +13,7 @@
 //! The last predictor step adds no noise (score_sde's `noise_removal`);
 //! [`GridSampler::denoise_final`] optionally applies Tweedie's `x̂_0 = (x + σ² s)/α` at
 //! `t_min` afterwards (one more score call). Predictor-only and corrector-only sampling are
-//! [`NoCorrector`](super::NoCorrector) / [`NoPredictor`](super::NoPredictor) (score_sde's
+//! [`NoCorrector`] / [`NoPredictor`](super::NoPredictor) (score_sde's
 //! `NoneCorrector` / `NonePredictor`).
 //!
 //! NFE = `n · (predictor + corrector steps) + [denoise]`. The observer is called after every
@@ -259,7 +259,7 @@ impl<F: Real, S: ForwardSde<F>, P: Predictor<F>, C: Corrector<F>>
         })
     }
     /// Choose the corrector ([`CorrectorKind::None`] or
-    /// [`NoCorrector`](super::NoCorrector) for plain predictor sampling).
+    /// [`NoCorrector`] for plain predictor sampling).
     pub fn corrector<D: Corrector<F>>(self, c: D) -> Result<Pc<F, S, P, D>> {
         c.check(&self.method.sde)?;
         let m = self.method;

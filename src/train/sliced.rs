@@ -1,19 +1,4 @@
-//! Sliced score matching (Song, Garg, Shi & Ermon 2019, "Sliced Score Matching").
-//!
-//! Implicit score matching's trace `tr ∇ₓ s` costs `D` backward passes; projecting onto
-//! random directions `v` with `E[v vᵀ] = I` needs one Jacobian–vector product per direction
-//! (Song et al. 2019, eq. 6–8):
-//!
-//! ```text
-//! J_SSM(θ)    = E_p E_v [ vᵀ ∇ₓ s_θ(x) v + ½ (vᵀ s_θ(x))² ]
-//! J_SSM-VR(θ) = E_p E_v [ vᵀ ∇ₓ s_θ(x) v ] + ½ E_p ‖s_θ(x)‖²
-//! ```
-//!
-//! Both equal implicit score matching's `J(θ)` in expectation (`E_v vᵀ A v = tr A`,
-//! `E_v (vᵀ s)² = ‖s‖²`); the variance-reduced form integrates the second term out exactly,
-//! which removes its Monte-Carlo noise. The exact score attains `−½ E_p ‖∇ log p‖²`.
-//! `vᵀ ∇ s v` is a central difference of the score along `v` ([`ScoreJvp`], two score calls
-//! per projection).
+//! Sliced score matching (the maths is on [`SlicedScoreMatching`]).
 
 use super::ScoreMatchingLoss;
 use crate::error::{Error, Result};
@@ -23,8 +8,24 @@ use crate::score::ScoreModel;
 use ndarray::{Array1, Array2, ArrayView2, Zip};
 use rand::RngCore;
 
-/// Sliced score matching with `projections` random directions per sample (see the
-/// [module docs](self)).
+/// Sliced score matching with `projections` random directions per sample.
+///
+/// Sliced score matching (Song, Garg, Shi & Ermon 2019, "Sliced Score Matching").
+///
+/// Implicit score matching's trace `tr ∇ₓ s` costs `D` backward passes; projecting onto
+/// random directions `v` with `E[v vᵀ] = I` needs one Jacobian–vector product per direction
+/// (Song et al. 2019, eq. 6–8):
+///
+/// ```text
+/// J_SSM(θ)    = E_p E_v [ vᵀ ∇ₓ s_θ(x) v + ½ (vᵀ s_θ(x))² ]
+/// J_SSM-VR(θ) = E_p E_v [ vᵀ ∇ₓ s_θ(x) v ] + ½ E_p ‖s_θ(x)‖²
+/// ```
+///
+/// Both equal implicit score matching's `J(θ)` in expectation (`E_v vᵀ A v = tr A`,
+/// `E_v (vᵀ s)² = ‖s‖²`); the variance-reduced form integrates the second term out exactly,
+/// which removes its Monte-Carlo noise. The exact score attains `−½ E_p ‖∇ log p‖²`.
+/// `vᵀ ∇ s v` is a central difference of the score along `v` ([`ScoreJvp`], two score calls
+/// per projection).
 ///
 /// ```
 /// use score_sde::prelude::*;
